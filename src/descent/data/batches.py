@@ -1,0 +1,110 @@
+"""Shuffled minibatches from in-memory tensors: index slices of a permutation.
+
+No Dataset, no per-item collate: the whole data set is a tensor on the device,
+and a batch is `x[perm[i*bs:(i+1)*bs]]`. Every sample appears exactly once per
+epoch, and the order of epoch `e` depends only on `(seed, e)`, so a run that is
+resumed in the middle of an epoch sees the very same batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from descent.errors import ConfigError, DataError
+
+
+class Batches:
+    """Minibatches of `(x, y)`.
+
+    Args:
+        x: (n, ...) inputs; y: (n, ...) targets (same n).
+        batch_size: samples per batch; None means the full batch.
+        shuffle: draw a fresh permutation each epoch (default: only when there is
+            more than one batch, so a full batch keeps the data's order).
+        seed: the permutation of epoch e is drawn from a generator seeded with
+            (seed, e).
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int | None = None,
+        shuffle: bool | None = None,
+        seed: int = 0,
+    ) -> None:
+        if len(x) != len(y):
+            raise DataError(f"{len(x)} inputs but {len(y)} targets: they must pair up one to one")
+        if len(x) == 0:
+            raise DataError("no samples to train on")
+        n = len(x)
+        if batch_size is not None and batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+        self.x, self.y, self.n, self.seed = x, y, n, seed
+        self.batch_size = n if batch_size is None else min(batch_size, n)
+        self.shuffle = self.batch_size < n if shuffle is None else shuffle
+        self.n_batches = -(-n // self.batch_size)
+        sizes = [self.batch_size] * self.n_batches
+        sizes[-1] = n - self.batch_size * (self.n_batches - 1)
+        self._sizes = torch.tensor(sizes, dtype=torch.float64)
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def order(self, epoch: int) -> torch.Tensor | None:
+        """The permutation used in `epoch` (None: the data's own order)."""
+        if not self.shuffle:
+            return None
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.n, generator=gen).to(self.x.device)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield the batches of `epoch`, beginning at batch number `start`."""
+        perm, bs = self.order(epoch), self.batch_size
+        if perm is None and self.n_batches == 1:
+            if start == 0:
+                yield self.x, self.y
+            return
+        for i in range(start, self.n_batches):
+            if perm is None:
+                yield self.x[i * bs : (i + 1) * bs], self.y[i * bs : (i + 1) * bs]
+            else:
+                idx = perm[i * bs : (i + 1) * bs]
+                yield self.x[idx], self.y[idx]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.epoch(0)
+
+    def mean_of(self, batch_losses: list[torch.Tensor], start: int = 0) -> torch.Tensor | None:
+        """Sample-weighted mean of per-batch mean losses (batches start, start+1, ...)."""
+        if not batch_losses:
+            return None
+        if len(batch_losses) == 1:
+            return batch_losses[0]
+        sizes = self._sizes[start : start + len(batch_losses)]
+        losses = torch.stack(batch_losses).to(torch.float64)
+        return (losses * sizes.to(losses.device)).sum() / sizes.sum()
+
+    def __repr__(self) -> str:
+        return (
+            f"Batches(n={self.n}, batch_size={self.batch_size}, batches={self.n_batches}, "
+            f"shuffle={self.shuffle}, seed={self.seed})"
+        )
+
+
+def random_split(n: int, valid_pct: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (train, valid) of a seeded random split; valid gets round(n * valid_pct).
+
+    Random, not "the last 20%": data files are often sorted by x or by class."""
+    if not 0.0 <= valid_pct < 1.0:
+        raise ConfigError(f"--valid-pct must be in [0, 1), got {valid_pct}")
+    n_valid = int(round(n * valid_pct))
+    if valid_pct > 0 and (n_valid == 0 or n_valid == n):
+        raise ConfigError(
+            f"--valid-pct {valid_pct} of {n} samples leaves an empty training or validation "
+            "set: use more data or another --valid-pct"
+        )
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[n_valid:].sort().values, perm[:n_valid].sort().values

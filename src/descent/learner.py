@@ -1,0 +1,274 @@
+"""The one training loop: fit -> one_epoch -> one_batch, the seven steps by name.
+
+    learn = Learner(model, train, valid, loss=mse, optimizer="sgd", lr=1e-5)
+    result = learn.fit(10)          # -> FitResult(stopped="max_epochs", ...)
+
+[1 init] is the model's constructor; [2 predict], [3 loss], [4 gradient] and
+[5 step] are methods below; [6 repeat] is `fit`; [7 stop] is the loop bound plus
+the stop rules in stopping.py, which raise CancelFit from an event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from descent.data.batches import Batches
+from descent.events import EVENTS, Callback, CancelEpoch, CancelFit
+from descent.history import History
+from descent.losses import get_loss
+from descent.metrics import Metric, get_metric
+from descent.optim import make_optimizer
+
+
+@dataclass
+class FitResult:
+    """What `Learner.fit` returns: why it stopped, and what it did."""
+
+    stopped: str  # max_epochs | early_stopping | diverged | target_reached | converged | ...
+    message: str
+    epochs: int  # epochs completed, over all calls to fit
+    steps: int  # optimizer steps taken, over all calls to fit
+    seconds: float
+    history: History
+    best_epoch: int | None = None  # 1-based, set by EarlyStopping
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stopped == "interrupted"
+
+
+class Learner:
+    """Trains `model` on `train` batches by gradient descent, watching `valid`.
+
+    Args:
+        model: any nn.Module mapping a batch of inputs to predictions.
+        train, valid: Batches of in-memory tensors (valid may be None).
+        loss: a loss name ("mse", "mae", "cross_entropy", ...) or a function
+            (preds, targets) -> scalar.
+        optimizer: a torch.optim name ("sgd", "adam", "adamw", "lbfgs") or a
+            function params -> torch.optim.Optimizer.
+        lr: learning rate. opt_kwargs: passed to the optimizer (momentum, ...).
+        metrics: names or Metric objects, computed on the validation batches
+            (on the training batches when there is no validation set).
+        callbacks: extra Callback objects (progress, stop rules, plots, ...).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train: Batches,
+        valid: Batches | None = None,
+        *,
+        loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "mse",
+        optimizer: str | Callable[..., torch.optim.Optimizer] = "sgd",
+        lr: float = 1e-3,
+        opt_kwargs: dict | None = None,
+        metrics: Sequence[str | Metric] = (),
+        callbacks: Iterable[Callback] = (),
+    ) -> None:
+        self.model, self.train_batches, self.valid_batches = model, train, valid
+        self.loss_func = get_loss(loss) if isinstance(loss, str) else loss
+        self.metrics = [get_metric(m) if isinstance(m, str) else m for m in metrics]
+        self.lr = lr
+        self.opt = make_optimizer(optimizer, model.parameters(), lr, **(opt_kwargs or {}))
+        self.history = History()
+        self.epoch = 0  # 0-based index of the epoch in progress; records say epoch + 1
+        self.steps = 0
+        self.best_epoch: int | None = None
+        self.record: dict[str, float] = {}
+        self.callbacks: list[Callback] = []
+        self._handlers: dict[str, list[Callable[[], None]]] = {e: [] for e in EVENTS}
+        self.add_callbacks(callbacks)
+
+    # -- callbacks ---------------------------------------------------------------
+    def add_callbacks(self, callbacks: Iterable[Callback]) -> None:
+        for cb in callbacks:
+            cb.learner = self
+            self.callbacks.append(cb)
+        self._rebuild_handlers()
+
+    def remove_callbacks(self, callbacks: Iterable[Callback]) -> None:
+        for cb in callbacks:
+            self.callbacks.remove(cb)
+        self._rebuild_handlers()
+
+    def _rebuild_handlers(self) -> None:
+        # Only the events a callback overrides are stored: an unused event is a
+        # loop over an empty list.
+        self.callbacks.sort(key=lambda cb: cb.order)
+        self._handlers = {
+            e: [getattr(cb, e) for cb in self.callbacks if e in cb.handled_events()] for e in EVENTS
+        }
+
+    def _do(self, event: str) -> None:
+        for handler in self._handlers[event]:
+            handler()
+
+    # -- the seven steps ----------------------------------------------------------
+    def predict(self, xb: torch.Tensor) -> torch.Tensor:
+        """Step 2: predictions for a batch."""
+        return self.model(xb)
+
+    def calc_loss(self, preds: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """Step 3: one number that says how wrong the predictions are."""
+        return self.loss_func(preds, yb)
+
+    def backward(self) -> None:
+        """Step 4: the gradient of the loss with respect to every parameter."""
+        self.loss.backward()
+
+    def step(self) -> None:
+        """Step 5: move the parameters against the gradient (torch.optim).
+
+        The closure lets optimizers that re-evaluate the loss (L-BFGS) do so; the
+        others call it once and get the loss already computed."""
+        self._fresh = True
+        self.opt.step(self._closure)
+        self.steps += 1
+
+    def zero_grad(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+
+    def _closure(self) -> torch.Tensor:
+        if self._fresh:  # the gradient at the current parameters is already there
+            self._fresh = False
+            return self.loss
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.calc_loss(self.predict(self.xb), self.yb)
+        loss.backward()
+        return loss
+
+    def one_batch(self) -> None:
+        self._do("before_batch")
+        self.preds = self.predict(self.xb)  # [2 predict]
+        self._do("after_pred")
+        self.loss = self.calc_loss(self.preds, self.yb)  # [3 loss]
+        self._do("after_loss")
+        self._batch_losses.append(self.loss.detach())  # summed on device, synced per epoch
+        if self.training:
+            self.backward()  # [4 gradient]
+            self._do("after_backward")
+            self.step()  # [5 step]
+            self.zero_grad()
+            self._do("after_step")
+        self._do("after_batch")
+
+    # -- epochs ---------------------------------------------------------------------
+    def _run_batches(self, batches: Batches, start: int = 0) -> torch.Tensor | None:
+        """One pass over `batches`; returns the mean loss as a 0-d tensor."""
+        self._batch_losses: list[torch.Tensor] = []
+        batch_iter = enumerate(batches.epoch(self.epoch, start), start)
+        for self.iter, (self.xb, self.yb) in batch_iter:  # noqa: B020
+            self.one_batch()
+        return batches.mean_of(self._batch_losses, start)
+
+    def train_epoch(self, start: int = 0) -> None:
+        self.training = True
+        self.model.train()
+        self._do("before_train")
+        try:
+            self.train_loss = self._run_batches(self.train_batches, start)
+        except CancelEpoch:
+            self.train_loss = self.train_batches.mean_of(self._batch_losses, start)
+        self._do("after_train")
+
+    def validate(self) -> None:
+        if self.valid_batches is None:
+            self.valid_loss = None
+            return
+        self.training = False
+        self.model.eval()
+        self._do("before_validate")
+        for m in self.metrics:
+            m.reset()
+        with torch.no_grad():
+            self._batch_losses = []
+            batch_iter = enumerate(self.valid_batches.epoch(self.epoch))
+            for self.iter, (self.xb, self.yb) in batch_iter:  # noqa: B020
+                self.one_batch()
+                for m in self.metrics:
+                    m.accumulate(self.preds, self.yb)
+            self.valid_loss = self.valid_batches.mean_of(self._batch_losses)
+        self._do("after_validate")
+
+    def one_epoch(self, start: int = 0) -> None:
+        t0 = time.perf_counter()
+        self._do("before_epoch")
+        self.train_epoch(start)
+        self.validate()
+        self.record = self._make_record(time.perf_counter() - t0)
+        self.history.append(self.record)
+        self._do("after_epoch")
+
+    def _make_record(self, seconds: float) -> dict[str, float]:
+        # The one sync per epoch: losses and metrics become Python floats here.
+        rec: dict[str, float] = {"epoch": self.epoch + 1, "train_loss": _item(self.train_loss)}
+        if self.valid_batches is not None:
+            rec["valid_loss"] = _item(self.valid_loss)
+            rec.update({f"valid_{m.name}": m.value() for m in self.metrics})
+        rec["time"] = seconds
+        return rec
+
+    def fit(self, epochs: int, callbacks: Iterable[Callback] = ()) -> FitResult:
+        """Train until `epochs` epochs in all have run or a stop rule fires [6 repeat, 7 stop].
+
+        Calling fit again continues from the epoch reached (epochs counts from the
+        first call). `callbacks` are attached for this call only."""
+        extra = list(callbacks)
+        self.add_callbacks(extra)
+        self.n_epochs = epochs
+        stopped, message = "max_epochs", f"ran all {epochs} epochs"
+        t0 = time.perf_counter()
+        try:
+            self._do("before_fit")
+            start_batch, self._start_batch = getattr(self, "_start_batch", 0), 0
+            while self.epoch < epochs:
+                self.one_epoch(start_batch)
+                start_batch = 0
+                self.epoch += 1
+        except CancelFit as stop:
+            stopped, message = stop.reason, stop.message
+            if self.record.get("epoch") == self.epoch + 1:  # the epoch was recorded
+                self.epoch += 1
+        finally:
+            self.stopped, self.stop_message = stopped, message
+            try:
+                self._do("after_fit")
+            finally:
+                self.remove_callbacks(extra)
+        return FitResult(
+            stopped=stopped,
+            message=message,
+            epochs=self.epoch,
+            steps=self.steps,
+            seconds=time.perf_counter() - t0,
+            history=self.history,
+            best_epoch=self.best_epoch,
+        )
+
+    # -- showing the loop -----------------------------------------------------------
+    def explain(self) -> str:
+        """The seven-step loop as text, with the callbacks attached to each event."""
+        from descent.explain import explain_loop
+
+        return explain_loop(self)
+
+    def __repr__(self) -> str:
+        cbs = ", ".join(cb.name for cb in self.callbacks)
+        return (
+            f"Learner(model={type(self.model).__name__}, loss={_name(self.loss_func)}, "
+            f"opt={type(self.opt).__name__}(lr={self.lr:g}), callbacks=[{cbs}])"
+        )
+
+
+def _item(x: torch.Tensor | None) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def _name(f: object) -> str:
+    return getattr(f, "__name__", type(f).__name__)

@@ -1,0 +1,73 @@
+"""[3 loss] Pure functions (preds, targets) -> scalar tensor.
+
+Shapes are checked, never broadcast by accident: a (n, 1) prediction against a
+(n,) target would silently average an (n, n) matrix of differences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from descent.errors import ConfigError, DataError
+
+LossFunc = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _same_shape(preds: torch.Tensor, targets: torch.Tensor, name: str) -> None:
+    if preds.shape != targets.shape:
+        raise DataError(
+            f"{name}: predictions {tuple(preds.shape)} and targets {tuple(targets.shape)} "
+            "differ in shape; reshape one deliberately"
+        )
+
+
+def mse(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean squared error: mean((preds - targets)**2)."""
+    _same_shape(preds, targets, "mse")
+    return F.mse_loss(preds, targets)
+
+
+def mae(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error: mean(|preds - targets|)."""
+    _same_shape(preds, targets, "mae")
+    return F.l1_loss(preds, targets)
+
+
+def mnist_loss(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The book's loss for one output: mean(where(t == 1, 1 - sigmoid(p), sigmoid(p))).
+
+    preds (n,) or (n, 1) raw scores; targets (n,) of 0/1."""
+    preds = preds.reshape(-1).sigmoid()  # (n,)
+    return torch.where(targets.reshape(-1) == 1, 1 - preds, preds).mean()
+
+
+def bce(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy on raw scores: preds (n,) or (n, 1), targets (n,) of 0/1."""
+    return F.binary_cross_entropy_with_logits(
+        preds.reshape(-1), targets.reshape(-1).to(preds.dtype)
+    )
+
+
+def cross_entropy(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Softmax cross-entropy: preds (n, k) raw scores, targets (n,) class indices."""
+    return F.cross_entropy(preds, targets)
+
+
+LOSSES: dict[str, LossFunc] = {
+    "mse": mse,
+    "mae": mae,
+    "mnist": mnist_loss,
+    "bce": bce,
+    "cross_entropy": cross_entropy,
+}
+
+
+def get_loss(name: str) -> LossFunc:
+    """A loss by name; ConfigError listing the names otherwise."""
+    try:
+        return LOSSES[name.lower().replace("-", "_")]
+    except KeyError:
+        raise ConfigError(f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}") from None

@@ -1,0 +1,177 @@
+"""Figures with matplotlib, imported lazily (`import descent` stays light).
+
+Every function returns a matplotlib Figure (not pyplot state), so it shows
+inline when it is the last value of a notebook cell, and `save_figure` writes it
+atomically for the run directory.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from descent.events import Callback
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from descent.history import History
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Render `fig` to PNG (or the suffix's format) and write it atomically."""
+    from descent.checkpoint import atomic_write_bytes
+
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=dpi)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+class PredictionSnapshots(Callback):
+    """Records the model's predictions on `x` after chosen epochs (for the grid of
+    panels and animations): every epoch up to `dense`, then at powers of two, and
+    always the last one."""
+
+    order = 60
+
+    def __init__(self, x: torch.Tensor, dense: int = 4) -> None:
+        self.x, self.dense = x, dense
+        self.snapshots: list[tuple[int, torch.Tensor]] = []  # (epoch, preds (n,))
+
+    def _take(self, epoch: int) -> None:
+        was_training = self.learner.model.training
+        self.learner.model.eval()
+        with torch.no_grad():
+            preds = self.learner.model(self.x).detach().cpu().clone()
+        self.learner.model.train(was_training)
+        if self.snapshots and self.snapshots[-1][0] == epoch:
+            self.snapshots[-1] = (epoch, preds)
+        else:
+            self.snapshots.append((epoch, preds))
+
+    def before_fit(self) -> None:
+        if not self.snapshots:
+            self._take(self.learner.epoch)
+
+    def after_epoch(self) -> None:
+        e = int(self.learner.record["epoch"])
+        if e <= self.dense or (e & (e - 1)) == 0:
+            self._take(e)
+
+    def after_fit(self) -> None:
+        self._take(self.learner.epoch)
+
+
+def plot_fit(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    curve_x: torch.Tensor,
+    curve_y: torch.Tensor,
+    *,
+    residuals: torch.Tensor | None = None,
+    xlabel: str = "x",
+    ylabel: str = "y",
+    title: str = "",
+) -> Figure:
+    """Data as points, the fitted curve as a line; residuals below when given."""
+    fig = _figure(7, 5.5 if residuals is not None else 4)
+    if residuals is not None:
+        ax, rax = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    else:
+        ax, rax = fig.subplots(), None
+    ax.scatter(_np(x), _np(y), s=14, color="tab:blue", label="data")
+    ax.plot(_np(curve_x), _np(curve_y), color="tab:red", label="fit")
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="best")
+    if title:
+        ax.set_title(title)
+    if rax is not None:
+        rax.axhline(0, color="grey", lw=0.8)
+        rax.scatter(_np(x), _np(residuals), s=10, color="tab:blue")
+        rax.set_ylabel("residual")
+        rax.set_xlabel(xlabel)
+    else:
+        ax.set_xlabel(xlabel)
+    return fig
+
+
+def plot_prediction_grid(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    snapshots: Sequence[tuple[int, torch.Tensor]],
+    panels: int = 5,
+    curve_x: torch.Tensor | None = None,
+    label: str = "epoch",
+) -> Figure:
+    """The book's row of panels: data (blue) and predictions (red) at several steps.
+
+    `snapshots` are (epoch, predictions) pairs; up to `panels` are chosen, spread
+    over the run, always with the first and the last."""
+    chosen = _spread(list(snapshots), panels)
+    fig = _figure(3 * len(chosen), 3)
+    axes = fig.subplots(1, len(chosen), sharey=True, squeeze=False)[0]
+    cx = x if curve_x is None else curve_x
+    for ax, (epoch, preds) in zip(axes, chosen, strict=True):
+        ax.scatter(_np(x), _np(y), s=10, color="tab:blue")
+        ax.plot(_np(cx), _np(preds), color="tab:red")
+        ax.set_title(f"{label} {epoch}")
+    return fig
+
+
+def plot_losses(history: History, log: bool | None = None, title: str = "") -> Figure:
+    """train_loss (and valid_loss) against epoch; log scale when they span decades."""
+    fig = _figure(6, 4)
+    ax = fig.subplots()
+    epochs = history.column("epoch")
+    spans = []
+    for col, color in (("train_loss", "tab:blue"), ("valid_loss", "tab:orange")):
+        if col in history.columns:
+            vals = history.column(col)
+            ax.plot(epochs, vals, color=color, label=col, marker="." if len(vals) < 30 else None)
+            spans += [v for v in vals if math.isfinite(v) and v > 0]
+    if log is None:
+        log = bool(spans) and max(spans) / min(spans) > 100
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend(loc="best")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_metric(history: History, column: str, title: str = "") -> Figure:
+    """One metric column (e.g. valid_accuracy) against epoch."""
+    fig = _figure(6, 4)
+    ax = fig.subplots()
+    ax.plot(history.column("epoch"), history.column(column), marker=".", color="tab:green")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(column)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def _spread(items: list, k: int) -> list:
+    if len(items) <= k:
+        return items
+    idx = sorted({round(i * (len(items) - 1) / (k - 1)) for i in range(k)})
+    return [items[i] for i in idx]
+
+
+def _np(t: torch.Tensor):
+    return t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else t

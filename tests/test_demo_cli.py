@@ -1,0 +1,92 @@
+"""The demo as a subprocess, and the CLI's basics."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from descent import __version__
+from descent.cli import main
+from descent.data.synthetic import roller_coaster
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "descent", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_demo_subprocess_converges_to_the_least_squares_optimum(tmp_path):
+    out = tmp_path / "demo"
+    proc = run_cli("demo", "--out", str(out), "--seed", "7")
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    # the book's ten steps are printed, one row each, then the comparison with the plain loop
+    assert "lr 1e-05" in text and "same losses" in text
+    for step in range(1, 11):
+        assert f"\n{step:>12}  " in text
+    assert "standardise the input" in text and "Summary" in text
+    summary = json.loads((out / "summary.json").read_text())
+    t, speed = roller_coaster(7)
+    t, speed = t.double().numpy(), speed.double().numpy()
+    coef = np.polyfit(t, speed, 2)
+    optimum = np.mean((np.polyval(coef, t) - speed) ** 2)
+    assert summary["optimum_loss"] == pytest.approx(optimum, rel=1e-9)
+    assert summary["final_loss"] <= optimum * 1.01
+    assert summary["fit"]["stopped"] == "converged"
+    np.testing.assert_allclose(list(summary["params"].values()), coef, rtol=1e-3)
+    for name in ("fit.png", "book_steps.png", "fit_steps.png", "loss.png", "book_loss.png"):
+        png = out / "plots" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "metrics.csv").read_text().startswith("epoch,train_loss,time\n")
+    config = json.loads((out / "config.json").read_text())
+    assert config["command"] == "demo" and config["seed"] == 7
+    assert not list(out.rglob("*.tmp"))  # nothing half-written
+
+
+def test_demo_quiet_prints_only_the_summary(tmp_path):
+    proc = run_cli("demo", "--out", str(tmp_path / "q"), "--quiet")
+    assert proc.returncode == 0
+    assert "train_loss" not in proc.stdout and "Summary" in proc.stdout
+
+
+def test_version_help_and_bad_usage(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and __version__ in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0 and "demo" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--seed", "seven"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "invalid int value: 'seven'" in err and "--help" in err
+    with pytest.raises(SystemExit) as e:
+        main(["dmeo"])
+    assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_explain_prints_the_seven_steps(capsys):
+    assert main(["explain"]) == 0
+    out = capsys.readouterr().out
+    for tag in (
+        "[1 init]",
+        "[2 predict]",
+        "[3 loss]",
+        "[4 gradient]",
+        "[5 step]",
+        "[6 repeat]",
+        "[7 stop]",
+    ):
+        assert tag in out
+    assert "after_epoch: DivergenceGuard, EarlyStopping" in out
+
+
+def test_unwritable_out_is_a_clear_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["demo", "--out", str(blocker), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "not a directory" in err and "Traceback" not in err

@@ -1,0 +1,49 @@
+"""History files and the epoch table."""
+
+import io
+import math
+
+import torch
+from rich.console import Console
+
+from descent.data.batches import Batches
+from descent.data.synthetic import quadratic
+from descent.history import History
+from descent.learner import Learner
+from descent.models.function import FunctionModel
+from descent.progress import ProgressDisplay
+
+
+def test_history_csv_round_trips_floats_exactly(tmp_path):
+    h = History()
+    h.append({"epoch": 1, "train_loss": 0.1 + 0.2, "valid_loss": math.nan, "time": 0.5})
+    h.append({"epoch": 2, "train_loss": 1e-300, "valid_loss": 3.0, "time": 0.25})
+    path = tmp_path / "metrics.csv"
+    h.save_csv(path)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "epoch,train_loss,valid_loss,time"
+    assert float(lines[1].split(",")[1]) == 0.1 + 0.2 and float(lines[2].split(",")[1]) == 1e-300
+    assert h.to_records()[0]["valid_loss"] is None  # JSON has no NaN
+
+
+def _fit_with_display(epochs, min_interval):
+    buf = io.StringIO()
+    t = torch.arange(20.0)
+    speed = 0.75 * (t - 9.5) ** 2 + 1
+    model = FunctionModel(quadratic, "abc", [0.0, 0.0, 0.0])
+    display = ProgressDisplay(Console(file=buf, width=120), min_interval=min_interval)
+    Learner(model, Batches(t, speed), lr=1e-5, callbacks=[display]).fit(epochs)
+    return buf.getvalue().splitlines()
+
+
+def test_table_prints_every_epoch_when_slow_enough():
+    lines = _fit_with_display(5, min_interval=0.0)
+    assert lines[0].split() == ["epoch", "train_loss", "time"]
+    assert [int(line.split()[0]) for line in lines[1:6]] == [1, 2, 3, 4, 5]
+    assert lines[-1].startswith("stopped: max_epochs")
+
+
+def test_table_rate_is_bounded_on_fast_epochs():
+    lines = _fit_with_display(2000, min_interval=3600.0)
+    rows = [line for line in lines[1:] if line.strip() and line.split()[0].isdigit()]
+    assert [int(r.split()[0]) for r in rows] == [1, 2000]  # the first and last only
