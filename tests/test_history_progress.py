@@ -46,4 +46,5 @@ def test_table_prints_every_epoch_when_slow_enough():
 def test_table_rate_is_bounded_on_fast_epochs():
     lines = _fit_with_display(2000, min_interval=3600.0)
     rows = [line for line in lines[1:] if line.strip() and line.split()[0].isdigit()]
-    assert [int(r.split()[0]) for r in rows] == [1, 2000]  # the first and last only
+    # the first, the last and the powers of two only
+    assert [int(r.split()[0]) for r in rows] == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2000]

@@ -107,9 +107,15 @@ def test_cancel_epoch_skips_the_rest_of_the_batches(roller):
 
     model = FunctionModel(quadratic, "abc", [0.0, 0.0, 0.0])
     learner = Learner(model, Batches(t, speed, batch_size=5), lr=1e-5)
-    result = learner.fit(3, callbacks=[OneBatchPerEpoch()])
+    once = OneBatchPerEpoch()
+    result = learner.fit(3, callbacks=[once])
     assert result.steps == 3 and result.epochs == 3
-    assert not learner.callbacks  # callbacks given to fit are removed afterwards
+    assert once not in learner.callbacks  # callbacks given to fit are removed afterwards
+    assert [cb.name for cb in learner.callbacks] == [
+        "InterruptHandler",
+        "DivergenceGuard",
+        "ProgressDisplay",
+    ]
 
 
 def test_fit_continues_where_it_stopped(roller):

@@ -84,8 +84,7 @@ def _run_explain(args: argparse.Namespace) -> int:
     from descent.data.synthetic import quadratic, roller_coaster
     from descent.learner import Learner
     from descent.models.function import FunctionModel
-    from descent.progress import ProgressDisplay
-    from descent.stopping import Converged, DivergenceGuard, EarlyStopping, InterruptHandler
+    from descent.stopping import Converged, EarlyStopping
 
     t, speed = roller_coaster()
     learner = Learner(
@@ -94,13 +93,7 @@ def _run_explain(args: argparse.Namespace) -> int:
         loss="mse",
         optimizer="sgd",
         lr=1e-5,
-        callbacks=[
-            InterruptHandler(),
-            DivergenceGuard(),
-            EarlyStopping(),
-            Converged(),
-            ProgressDisplay(),
-        ],
+        callbacks=[EarlyStopping(), Converged()],
     )
     print("The seven steps of learning, as descent runs them (the demo's learner):\n")
     print(learner.explain())

@@ -26,7 +26,7 @@ from descent.plots import (
     save_figure,
 )
 from descent.progress import ProgressDisplay
-from descent.stopping import Converged, DivergenceGuard, InterruptHandler
+from descent.stopping import Converged
 
 
 @dataclass
@@ -61,8 +61,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
     init = torch.randn(3, generator=torch.Generator().manual_seed(cfg.seed))
 
     def callbacks(min_interval: float) -> list:
-        cbs = [DivergenceGuard(), InterruptHandler()]
-        return cbs if cfg.quiet else [*cbs, ProgressDisplay(console, min_interval=min_interval)]
+        return [] if cfg.quiet else [ProgressDisplay(console, min_interval=min_interval)]
 
     say(f"[bold]descent demo[/] - the book's roller-coaster (fastbook ch. 4), seed {cfg.seed}")
     say("data: time = 0..19, speed = randn(20)*3 + 0.75*(time-9.5)**2 + 1")
@@ -74,7 +73,9 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
     )
     book_model = FunctionModel(quadratic, ["a", "b", "c"], init)
     book_snaps = PredictionSnapshots(t, dense=cfg.book_steps)
-    book = Learner(book_model, Batches(t, speed), loss=mse, optimizer="sgd", lr=cfg.book_lr)
+    book = Learner(
+        book_model, Batches(t, speed), loss=mse, optimizer="sgd", lr=cfg.book_lr, progress=False
+    )
     book_result = book.fit(cfg.book_steps, callbacks=[*callbacks(0.0), book_snaps])
     ours = book_result.history.column("train_loss")
     theirs = plain_loop(t, speed, init, cfg.book_lr, len(ours))
@@ -114,7 +115,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
         "that overshoots in no direction."
     )
     fit_snaps = PredictionSnapshots(u, dense=2)
-    learner = Learner(std_model, Batches(u, s64), loss=mse, optimizer="sgd", lr=lr)
+    learner = Learner(std_model, Batches(u, s64), loss=mse, optimizer="sgd", lr=lr, progress=False)
     stop = Converged(rtol=cfg.rtol, window=cfg.window)
     fit_result = learner.fit(cfg.max_epochs, callbacks=[*callbacks(0.25), stop, fit_snaps])
 

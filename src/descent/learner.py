@@ -23,6 +23,8 @@ from descent.history import History
 from descent.losses import get_loss
 from descent.metrics import Metric, get_metric
 from descent.optim import make_optimizer
+from descent.progress import ProgressDisplay
+from descent.stopping import DivergenceGuard, InterruptHandler
 
 
 @dataclass
@@ -55,7 +57,11 @@ class Learner:
         lr: learning rate. opt_kwargs: passed to the optimizer (momentum, ...).
         metrics: names or Metric objects, computed on the validation batches
             (on the training batches when there is no validation set).
-        callbacks: extra Callback objects (progress, stop rules, plots, ...).
+        callbacks: extra Callback objects (stop rules, plots, ...).
+        progress: show the epoch table and a progress bar (ProgressDisplay).
+        guards: stop cleanly on Ctrl-C / SIGTERM (InterruptHandler) and on a
+            diverging loss (DivergenceGuard). A callback in `callbacks` of the
+            same class replaces the default one.
     """
 
     def __init__(
@@ -70,6 +76,8 @@ class Learner:
         opt_kwargs: dict | None = None,
         metrics: Sequence[str | Metric] = (),
         callbacks: Iterable[Callback] = (),
+        progress: bool = True,
+        guards: bool = True,
     ) -> None:
         self.model, self.train_batches, self.valid_batches = model, train, valid
         self.loss_func = get_loss(loss) if isinstance(loss, str) else loss
@@ -83,7 +91,12 @@ class Learner:
         self.record: dict[str, float] = {}
         self.callbacks: list[Callback] = []
         self._handlers: dict[str, list[Callable[[], None]]] = {e: [] for e in EVENTS}
-        self.add_callbacks(callbacks)
+        callbacks = list(callbacks)
+        defaults: list[Callback] = [InterruptHandler(), DivergenceGuard()] if guards else []
+        if progress:
+            defaults.append(ProgressDisplay())
+        given = {type(cb) for cb in callbacks}  # a callback given replaces the default of its kind
+        self.add_callbacks([cb for cb in defaults if type(cb) not in given] + callbacks)
 
     # -- callbacks ---------------------------------------------------------------
     def add_callbacks(self, callbacks: Iterable[Callback]) -> None:

@@ -2,7 +2,8 @@
 
 The table has one row per epoch (epoch, train_loss, valid_loss, metrics, time);
 when epochs are quicker than `min_interval`, rows are sampled so the terminal
-never becomes the bottleneck, and the first and last epochs are always shown.
+never becomes the bottleneck: the first and last epochs and the powers of two
+are always shown.
 A progress bar appears only on long work (after `bar_after` seconds) and only
 on a terminal.
 """
@@ -75,8 +76,9 @@ class ProgressDisplay(Callback):
         rec = self.learner.record
         now = time.perf_counter()
         first = self._header is None
-        last = rec["epoch"] >= self.learner.n_epochs
-        if first or last or now - self._last_row >= self.min_interval:
+        e = rec["epoch"]
+        landmark = first or e >= self.learner.n_epochs or (e & (e - 1)) == 0  # powers of two
+        if landmark or now - self._last_row >= self.min_interval:
             self._print_row(rec)
             self._last_row = now
 
