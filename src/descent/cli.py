@@ -58,6 +58,78 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=_run_demo)
 
+    train = sub.add_parser(
+        "train",
+        parents=[common],
+        help="train an image classifier (per-pixel weights or a small net)",
+        description=(
+            "Trains a classifier on images: one weight per pixel per class (--model linear, "
+            "the book's idea) or a small neural net (--model mlp). SOURCE is 'mnist-sample' "
+            "(5,000 bundled MNIST digits), a folder with train/<label>/ and valid/<label>/ "
+            "(fastai's MNIST_SAMPLE), a folder of <label>/ folders, a folder of MNIST IDX "
+            "files, or a .npz with x and y. Writes a run directory with the model, "
+            "metrics.csv and plots."
+        ),
+        epilog="Example: descent train mnist-sample --classes 3,7",
+    )
+    train.add_argument("source", help="mnist-sample, an image folder, an IDX folder or a .npz")
+    train.add_argument("--classes", help="comma-separated labels to keep, e.g. 3,7")
+    train.add_argument("--model", choices=["linear", "mlp"], help="default: linear")
+    train.add_argument("--hidden", type=int, help="hidden units of the mlp (default: 100)")
+    train.add_argument(
+        "--loss",
+        choices=["auto", "mnist", "bce", "cross_entropy"],
+        help="default auto: bce with one output for two classes, else cross_entropy",
+    )
+    _add_optim_options(train, "adam", "3e-3")
+    train.add_argument("--batch-size", type=int, help="default: 128")
+    train.add_argument("--epochs", type=int, help="the most epochs to train (default: 30)")
+    train.add_argument("--steps", type=int, help="train for this many steps instead of --epochs")
+    train.add_argument(
+        "--patience", type=int, help="early stopping patience on valid_loss, 0 = off (default: 5)"
+    )
+    train.add_argument(
+        "--valid-pct", type=float, help="validation share when the source has none (default: 0.2)"
+    )
+    train.add_argument(
+        "--seed", type=int, help="split, initial weights and batch order (default: 0)"
+    )
+    train.add_argument(
+        "--no-deskew",
+        dest="deskew",
+        action="store_false",
+        default=None,
+        help="train on raw pixels (default: digits are deskewed)",
+    )
+    train.add_argument(
+        "--init-std", type=float, help="initial weights ~ N(0, init_std) (default: 0)"
+    )
+    train.add_argument(
+        "--book",
+        action="store_true",
+        help=(
+            "the book's recipe: linear, mnist loss, SGD lr 1.0, batch 256, raw pixels, "
+            "980 steps (the book's 20 epochs)"
+        ),
+    )
+    train.add_argument("--out", help="run directory (default: runs/train-<time>)")
+    train.add_argument("--json", help="also write the summary to this JSON file")
+    train.set_defaults(run=_run_train)
+
+    predict = sub.add_parser(
+        "predict",
+        parents=[common],
+        help="predict labels of image files with a trained model",
+        description="Loads RUN_DIR/model.safetensors + model.json and labels each image.",
+    )
+    predict.add_argument("run_dir", help="a run directory made by `descent train`")
+    predict.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
+    predict.add_argument(
+        "--resize", action="store_true", help="resize images of another size (default: refuse them)"
+    )
+    predict.add_argument("--json", help="also write the predictions to this JSON file")
+    predict.set_defaults(run=_run_predict)
+
     explain = sub.add_parser(
         "explain",
         parents=[common],
@@ -69,6 +141,54 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.set_defaults(run=_run_explain)
     return parser
+
+
+def _add_optim_options(p: argparse.ArgumentParser, optimizer: str, lr: str) -> None:
+    p.add_argument(
+        "--optimizer", choices=["sgd", "adam", "adamw", "lbfgs"], help=f"default: {optimizer}"
+    )
+    p.add_argument("--lr", type=float, help=f"learning rate (default: {lr})")
+    p.add_argument("--momentum", type=float, help="SGD momentum (default: 0)")
+    p.add_argument("--weight-decay", type=float, help="L2 penalty (default: 0)")
+
+
+def _given(args: argparse.Namespace, names: Sequence[str]) -> dict:
+    """The options the user actually gave (argparse defaults are None)."""
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from dataclasses import fields, replace
+
+    from descent.config import BOOK_RECIPE, TrainConfig
+    from descent.train import run_train
+
+    cfg = TrainConfig(source=args.source, quiet=args.quiet)
+    if args.book:
+        cfg = replace(cfg, **BOOK_RECIPE)
+    given = _given(args, [f.name for f in fields(TrainConfig) if f.name not in ("source", "quiet")])
+    if "classes" in given:
+        given["classes"] = [c.strip() for c in given["classes"].split(",") if c.strip()]
+    if "epochs" in given and "steps" not in given:
+        given["steps"] = None  # --epochs wins over a preset's step count
+    cfg = replace(cfg, **given)
+    result = run_train(cfg)
+    return _exit_code(result.fit.stopped, result.fit.signal)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from descent.checkpoint import write_json
+    from descent.predict import predict_files
+
+    preds = predict_files(args.run_dir, args.images, resize=args.resize)
+    width = max(len(p.file) for p in preds)
+    for p in preds:
+        print(f"{p.file:<{width}}  {p.label}  {p.probability:.4f}")
+    if args.json:
+        write_json(args.json, [asdict(p) for p in preds])
+    return 0
 
 
 def _run_demo(args: argparse.Namespace) -> int:

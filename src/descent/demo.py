@@ -11,7 +11,7 @@ import torch
 from rich.console import Console
 
 from descent.checkpoint import RunDir, write_json
-from descent.config import DemoConfig
+from descent.config import DemoConfig, TrainConfig
 from descent.data.batches import Batches
 from descent.data.synthetic import quadratic, roller_coaster
 from descent.learner import FitResult, Learner
@@ -25,8 +25,9 @@ from descent.plots import (
     plot_prediction_grid,
     save_figure,
 )
-from descent.progress import ProgressDisplay
+from descent.progress import ProgressDisplay, heatmap_text
 from descent.stopping import Converged
+from descent.train import TrainResult, run_train
 
 
 @dataclass
@@ -37,6 +38,7 @@ class DemoResult:
     final_loss: float
     optimum_loss: float
     run_dir: RunDir
+    digits: TrainResult
 
 
 def plain_loop(t: torch.Tensor, speed: torch.Tensor, init: torch.Tensor, lr: float, steps: int):
@@ -176,7 +178,26 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
     )
     say(f"  files: {run}/ config.json metrics.csv book_metrics.csv params.json summary.json")
     say(f"  plots: {run.plots}/ " + " ".join(p.name for p in plots))
-    return DemoResult(book_result, fit_result, params, final, optimum, run)
+    digits = _demo_digits(cfg, run, console, say)
+    return DemoResult(book_result, fit_result, params, final, optimum, run, digits)
+
+
+def _demo_digits(cfg: DemoConfig, run: RunDir, console: Console, say) -> TrainResult:
+    """3 vs 7 by per-pixel weights, on the bundled MNIST sample, and its weights."""
+    say(
+        "\n[bold]3. Digits by per-pixel weights[/]: one weight per pixel, 3 vs 7 on the "
+        "bundled MNIST sample; the score (x*w).sum() + b says 7 when above 0."
+    )
+    result = run_train(
+        TrainConfig(classes=["3", "7"], out=str(run.path / "digits"), quiet=cfg.quiet, seed=0),
+        console,
+    )
+    weights = result.model.class_weights()[0].reshape(28, 28)
+    if console.is_terminal:
+        say("The learned weights (red: ink here says 7, blue: ink here says 3):")
+        say(heatmap_text(weights), end="")
+    say(f"The weight images: {result.run_dir.plots / 'weights.png'}")
+    return result
 
 
 def _demo_plots(

@@ -38,6 +38,7 @@ class FitResult:
     seconds: float
     history: History
     best_epoch: int | None = None  # 1-based, set by EarlyStopping
+    signal: str | None = None  # "SIGINT" or "SIGTERM" when interrupted by one
 
     @property
     def interrupted(self) -> bool:
@@ -262,6 +263,7 @@ class Learner:
             seconds=time.perf_counter() - t0,
             history=self.history,
             best_epoch=self.best_epoch,
+            signal=getattr(self, "interrupted_by", None),
         )
 
     # -- showing the loop -----------------------------------------------------------

@@ -175,3 +175,64 @@ def _spread(items: list, k: int) -> list:
 
 def _np(t: torch.Tensor):
     return t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else t
+
+
+def plot_weight_images(
+    weights: torch.Tensor, size: tuple[int, int], titles: Sequence[str], suptitle: str = ""
+) -> Figure:
+    """One heat map per row of `weights` (k, h*w): red where a pixel counts for the
+    class, blue where it counts against, white where it does not matter. Each
+    panel has its own symmetric colour scale."""
+    k = len(weights)
+    cols = min(k, 5)
+    rows = -(-k // cols)
+    fig = _figure(2.4 * cols, 2.6 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= k:
+            continue
+        img = weights[i].detach().cpu().double().reshape(size).numpy()
+        lim = float(abs(img).max()) or 1.0
+        im = ax.imshow(img, cmap="bwr", vmin=-lim, vmax=lim)
+        ax.set_title(titles[i], fontsize=10)
+        fig.colorbar(im, ax=ax, shrink=0.75)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def plot_confusion(confusion: torch.Tensor, labels: Sequence[str]) -> Figure:
+    """Counts: rows are true classes, columns predicted ones."""
+    k = len(labels)
+    fig = _figure(1.2 + 0.5 * k, 1.0 + 0.5 * k)
+    ax = fig.subplots()
+    cm = confusion.cpu().numpy()
+    ax.imshow(cm, cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            color = "white" if cm[i, j] > cm.max() / 2 else "black"
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", color=color, fontsize=8)
+    ax.set_xticks(range(k), labels)
+    ax.set_yticks(range(k), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix (validation)")
+    return fig
+
+
+def plot_image_grid(images: torch.Tensor, titles: Sequence[str], suptitle: str = "") -> Figure:
+    """Greyscale uint8 images (n, h, w) in a grid with a title each."""
+    n = len(images)
+    cols = min(max(n, 1), 6)
+    rows = max(-(-n // cols), 1)
+    fig = _figure(1.9 * cols, 2.1 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i].cpu().numpy(), cmap="gray_r", vmin=0, vmax=255)
+            ax.set_title(titles[i], fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig

@@ -1,0 +1,53 @@
+"""A small neural net: 784 -> hidden -> k with a ReLU between (the book's
+`simple_net` is hidden = 30 with one output)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class MLP(nn.Module):
+    """(n, h, w) uint8 -> (n, k): Linear(784, hidden), ReLU, Linear(hidden, k)."""
+
+    kind = "mlp"
+
+    def __init__(
+        self, n_pixels: int = 784, hidden: int = 100, n_outputs: int = 10, seed: int = 0
+    ) -> None:
+        super().__init__()
+        self.n_pixels, self.hidden, self.n_outputs, self.seed = n_pixels, hidden, n_outputs, seed
+        self.layer1 = nn.Linear(n_pixels, hidden)
+        self.layer2 = nn.Linear(hidden, n_outputs)
+        gen = torch.Generator().manual_seed(seed)
+        for layer in (self.layer1, self.layer2):  # torch's default init, from our generator
+            bound = 1 / math.sqrt(layer.in_features)
+            with torch.no_grad():
+                layer.weight.uniform_(-bound, bound, generator=gen)
+                layer.bias.uniform_(-bound, bound, generator=gen)
+        self.scale = 1.0 / 255.0  # uint8 pixels -> [0, 1], folded into the first product
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(len(x), -1).to(self.layer1.weight.dtype)  # (n, 784)
+        w1 = self.layer1.weight.t()  # (784, hidden)
+        h = torch.addmm(self.layer1.bias, x, w1, alpha=self.scale)  # (n, hidden)
+        return self.layer2(torch.relu(h))  # (n, k)
+
+    def config(self) -> dict:
+        return {
+            "n_pixels": self.n_pixels,
+            "hidden": self.hidden,
+            "n_outputs": self.n_outputs,
+            "seed": self.seed,
+        }
+
+    def class_weights(self) -> torch.Tensor:
+        """(hidden, n_pixels): what each hidden unit looks at (there are no per-class
+        pixel weights in a net with a hidden layer)."""
+        return self.layer1.weight.detach()
+
+    def extra_repr(self) -> str:
+        n = sum(p.numel() for p in self.parameters())
+        return f"{self.n_pixels} -> {self.hidden} -> {self.n_outputs}, {n:,} parameters"

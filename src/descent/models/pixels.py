@@ -1,0 +1,54 @@
+"""The per-pixel linear classifier: one weight per pixel per class.
+
+    scores = x @ weights + bias      (n, 784) @ (784, k) + (k,) -> (n, k)
+
+`x` arrives as uint8 images (n, h, w) and is scaled to [0, 1] inside the matrix
+product (addmm's alpha), so the data never exist as float32 copies. With one
+output (k = 1) the score is for the second label (the book's sigmoid loss or
+BCE); with k outputs, for each class (cross-entropy).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class PixelClassifier(nn.Module):
+    """(n, h, w) uint8 -> (n, k) scores with one weight per pixel per output."""
+
+    kind = "pixels"
+
+    def __init__(
+        self, n_pixels: int = 784, n_outputs: int = 1, init_std: float = 0.0, seed: int = 0
+    ) -> None:
+        super().__init__()
+        self.n_pixels, self.n_outputs = n_pixels, n_outputs
+        self.init_std, self.seed = init_std, seed
+        gen = torch.Generator().manual_seed(seed)
+        # init_std 0 starts from all-zero weights (the loss is convex: any start works);
+        # the book's init_params uses randn * 1.0.
+        self.weights = nn.Parameter(torch.randn(n_pixels, n_outputs, generator=gen) * init_std)
+        self.bias = nn.Parameter(torch.randn(n_outputs, generator=gen) * init_std)
+        self.scale = 1.0 / 255.0  # uint8 pixels -> [0, 1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(len(x), -1).to(self.weights.dtype)  # (n, h, w) -> (n, 784)
+        return torch.addmm(self.bias, x, self.weights, alpha=self.scale)  # (n, k)
+
+    def config(self) -> dict:
+        """Constructor arguments, for model.json."""
+        return {
+            "n_pixels": self.n_pixels,
+            "n_outputs": self.n_outputs,
+            "init_std": self.init_std,
+            "seed": self.seed,
+        }
+
+    def class_weights(self) -> torch.Tensor:
+        """(k, n_pixels): the weights of each output, ready to draw as images."""
+        return self.weights.detach().t()
+
+    def extra_repr(self) -> str:
+        n = sum(p.numel() for p in self.parameters())
+        return f"{self.n_pixels} pixels -> {self.n_outputs} outputs, {n:,} parameters"

@@ -1,0 +1,254 @@
+"""`descent train`: a classifier on images by per-pixel weights (or a small net),
+with the epoch table, a run directory, plots of what it learned, and a summary."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from descent.checkpoint import RunDir, save_model, write_json
+from descent.config import TrainConfig
+from descent.data.batches import Batches
+from descent.data.images import ImageData, load_images
+from descent.data.preprocess import Preprocess
+from descent.errors import ConfigError
+from descent.learner import FitResult, Learner
+from descent.losses import get_loss
+from descent.metrics import confusion_matrix, per_class_accuracy, predicted_class
+from descent.models import MLP, PixelClassifier
+from descent.plots import (
+    plot_confusion,
+    plot_image_grid,
+    plot_losses,
+    plot_metric,
+    plot_weight_images,
+    save_figure,
+)
+from descent.progress import ProgressDisplay
+from descent.stopping import EarlyStopping
+
+ONE_OUTPUT_LOSSES = ("mnist", "bce")
+
+
+@dataclass
+class TrainResult:
+    fit: FitResult
+    valid_accuracy: float | None  # of the parameters kept
+    per_class: dict[str, float]
+    confusion: list[list[int]]
+    labels: list[str]
+    run_dir: RunDir
+    model: torch.nn.Module
+    summary: dict = field(default_factory=dict)
+
+
+def choose_loss(cfg: TrainConfig, k: int) -> str:
+    loss = ("bce" if k == 2 else "cross_entropy") if cfg.loss == "auto" else cfg.loss
+    get_loss(loss)  # a ConfigError for unknown names
+    if loss in ONE_OUTPUT_LOSSES and k != 2:
+        raise ConfigError(
+            f"--loss {loss} has one output and needs exactly two classes, the data has {k}: "
+            "use --loss cross_entropy, or pick two with --classes"
+        )
+    if loss not in ONE_OUTPUT_LOSSES + ("cross_entropy",):
+        raise ConfigError(
+            f"--loss {loss} is for regression; classifiers take mnist, bce or cross_entropy"
+        )
+    return loss
+
+
+def make_model(cfg: TrainConfig, n_pixels: int, n_outputs: int) -> torch.nn.Module:
+    if cfg.model == "linear":
+        return PixelClassifier(n_pixels, n_outputs, init_std=cfg.init_std, seed=cfg.seed)
+    if cfg.model == "mlp":
+        if cfg.hidden < 1:
+            raise ConfigError(f"--hidden must be at least 1, got {cfg.hidden}")
+        return MLP(n_pixels, cfg.hidden, n_outputs, seed=cfg.seed)
+    raise ConfigError(f"unknown --model {cfg.model!r}: choose linear or mlp")
+
+
+def default_run_name(command: str) -> str:
+    return f"runs/{command}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@torch.no_grad()
+def scores_of(model: torch.nn.Module, x: torch.Tensor, batch: int = 4096) -> torch.Tensor:
+    """Model outputs for all of x, in batches: (n, k)."""
+    model.eval()
+    if len(x) == 0:
+        return torch.zeros(0, 1)
+    return torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+
+def run_train(cfg: TrainConfig, console: Console | None = None) -> TrainResult:
+    console = console or Console(highlight=False, soft_wrap=True)
+    say = (lambda *a, **k: None) if cfg.quiet else console.print
+    data = load_images(cfg.source, classes=cfg.classes, valid_pct=cfg.valid_pct, seed=cfg.seed)
+    labels, (h, w) = data.labels, data.size
+    loss = choose_loss(cfg, len(labels))
+    n_outputs = 1 if loss in ONE_OUTPUT_LOSSES else len(labels)
+    model = make_model(cfg, h * w, n_outputs)
+    pre = Preprocess(size=(h, w), deskew=cfg.deskew)
+    train_x, valid_x = pre.apply(data.train_x), pre.apply(data.valid_x)
+    has_valid = len(valid_x) > 0
+    run = RunDir(cfg.out or default_run_name("train"))
+    run.write_config(cfg.to_dict())
+    say(
+        f"[bold]descent train[/] {data.source}: {len(train_x)} training and {len(valid_x)} "
+        f"validation images ({data.split}), {h}x{w}, classes {', '.join(labels)}"
+    )
+    say(
+        f"model {model!r}, loss {loss}, {cfg.optimizer} lr {cfg.lr:g}, batch {cfg.batch_size}"
+        + (", deskewed" if cfg.deskew else ", raw pixels")
+    )
+    opt_kwargs = _opt_kwargs(cfg)
+    callbacks = []
+    if cfg.patience > 0:
+        callbacks.append(EarlyStopping(patience=cfg.patience))
+    if not cfg.quiet:
+        callbacks.append(ProgressDisplay(console))
+    learner = Learner(
+        model,
+        Batches(train_x, data.train_y, cfg.batch_size, seed=cfg.seed),
+        Batches(valid_x, data.valid_y, max(cfg.batch_size, 1024)) if has_valid else None,
+        loss=loss,
+        optimizer=cfg.optimizer,
+        lr=cfg.lr,
+        opt_kwargs=opt_kwargs,
+        metrics=["accuracy"] if has_valid else [],
+        callbacks=callbacks,
+        progress=False,
+    )
+    epochs = cfg.epochs
+    if cfg.steps is not None:
+        if cfg.steps < 1:
+            raise ConfigError(f"--steps must be at least 1, got {cfg.steps}")
+        per_epoch = len(learner.train_batches)
+        epochs = -(-cfg.steps // per_epoch)
+        say(f"{cfg.steps} steps = {epochs} epochs of {per_epoch} batches")
+    result = learner.fit(epochs)
+    return finish_train(cfg, learner, result, data, pre, loss, run, console)
+
+
+def _opt_kwargs(cfg: TrainConfig) -> dict:
+    kw: dict = {}
+    if cfg.weight_decay:
+        kw["weight_decay"] = cfg.weight_decay
+    if cfg.momentum:
+        if cfg.optimizer != "sgd":
+            raise ConfigError(f"--momentum is for --optimizer sgd, not {cfg.optimizer}")
+        kw["momentum"] = cfg.momentum
+    return kw
+
+
+def finish_train(
+    cfg: TrainConfig,
+    learner: Learner,
+    result: FitResult,
+    data: ImageData,
+    pre: Preprocess,
+    loss: str,
+    run: RunDir,
+    console: Console,
+) -> TrainResult:
+    """Evaluate the kept parameters, write the run directory, print the summary."""
+    model, labels = learner.model, data.labels
+    valid_x = pre.apply(data.valid_x)
+    scores = scores_of(model, valid_x)
+    k = len(labels)
+    if len(valid_x):
+        cm = confusion_matrix(scores, data.valid_y, k)
+        accuracy = float(cm.diag().sum()) / len(valid_x)
+        per_class = dict(zip(labels, per_class_accuracy(cm).tolist(), strict=True))
+    else:
+        cm, accuracy, per_class = torch.zeros(k, k, dtype=torch.long), None, {}
+    save_model(model, run.path, labels=labels, preprocessing=pre.to_dict(), loss=loss)
+    result.history.save_csv(run.file("metrics.csv"))
+    plots = _train_plots(run, model, data, valid_x, scores, cm, labels, result, loss)
+    summary = {
+        "source": data.source,
+        "split": data.split,
+        "labels": labels,
+        "model": model.kind,
+        "loss": loss,
+        "stopped": result.stopped,
+        "message": result.message,
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "valid_accuracy": accuracy,
+        "per_class_accuracy": per_class,
+        "confusion": cm.tolist(),
+        "seconds": result.seconds,
+        "history": result.history.to_records(),
+        "run_dir": str(run),
+        "plots": [str(p) for p in plots],
+    }
+    write_json(run.file("summary.json"), summary)
+    if cfg.json:
+        write_json(cfg.json, summary)
+    acc_text = "n/a (no validation set)" if accuracy is None else f"{accuracy:.4f}"
+    best = f", best epoch {result.best_epoch}" if result.best_epoch else ""
+    console.print(
+        f"\n[bold]Summary[/]: valid_accuracy {acc_text} ({len(valid_x)} images{best}); "
+        f"stopped: {result.stopped} after {result.epochs} epochs, {result.seconds:.1f} s"
+    )
+    if per_class:
+        console.print(
+            "  per class: " + ", ".join(f"{lab} {acc:.3f}" for lab, acc in per_class.items())
+        )
+    console.print(
+        f"  run: {run}/ config.json metrics.csv model.safetensors model.json summary.json"
+    )
+    console.print(f"  plots: {run.plots}/ " + " ".join(p.name for p in plots))
+    console.print(f"  predict: descent predict {run} IMAGE.png ...")
+    return TrainResult(result, accuracy, per_class, cm.tolist(), labels, run, model, summary)
+
+
+def _train_plots(run, model, data, valid_x, scores, cm, labels, result, loss) -> list[Path]:
+    size = data.size
+    weights = model.class_weights()
+    if model.kind == "pixels" and weights.shape[0] == 1:
+        titles = [f"{labels[1]} (red) vs {labels[0]} (blue)"]
+        suptitle = "per-pixel weights"
+    elif model.kind == "pixels":
+        titles, suptitle = [f"class {lab}" for lab in labels], "per-pixel weights of each class"
+    else:
+        weights = weights[:20]
+        titles = [f"hidden unit {i}" for i in range(len(weights))]
+        suptitle = "what the first hidden units look at"
+    figs = {
+        "weights.png": plot_weight_images(weights, size, titles, suptitle),
+        "loss.png": plot_losses(result.history, title=f"loss ({loss})"),
+    }
+    if len(valid_x):
+        figs["accuracy.png"] = plot_metric(result.history, "valid_accuracy", "validation accuracy")
+        figs["confusion.png"] = plot_confusion(cm, labels)
+        figs["mistakes.png"] = _mistakes_figure(scores, data.valid_y, data.valid_x, labels)
+    return [save_figure(fig, run.plots / name) for name, fig in figs.items()]
+
+
+def _mistakes_figure(scores, targets, images, labels, n: int = 12):
+    """The validation images with the lowest probability on their true class."""
+    probs = class_probabilities(scores)  # (m, k)
+    true_p = probs[torch.arange(len(targets)), targets]
+    wrong = (predicted_class(scores) != targets).nonzero().reshape(-1)
+    order = wrong[true_p[wrong].argsort()][:n]
+    pred = predicted_class(scores)
+    titles = [
+        f"true {labels[int(targets[i])]}, said {labels[int(pred[i])]} "
+        f"({float(probs[i, pred[i]]):.2f})"
+        for i in order
+    ]
+    return plot_image_grid(images[order], titles, "validation images it got most wrong")
+
+
+def class_probabilities(scores: torch.Tensor) -> torch.Tensor:
+    """(n, k) scores -> softmax; (n, 1) one logit -> (n, 2) [1 - p, p]."""
+    if scores.shape[1] == 1:
+        p = torch.sigmoid(scores[:, 0])
+        return torch.stack([1 - p, p], dim=1)
+    return torch.softmax(scores, dim=1)
