@@ -22,7 +22,6 @@ from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine_info, table  # noqa: E402
-
 from descent.config import TrainConfig  # noqa: E402
 from descent.data.images import load_images  # noqa: E402
 from descent.data.preprocess import deskew  # noqa: E402
@@ -57,7 +56,7 @@ def main() -> str:
                 r = run_train(cfg, Console(quiet=True))
             results[f"descent ({label})"] = (r.valid_accuracy, time.perf_counter() - t0)
             results[f"sklearn ({label})"] = sklearn_accuracy(data, deskewed)
-        for label, deskewed in (("deskewed", True), ("raw pixels", False)):
+        for label in ("deskewed", "raw pixels"):
             ours, theirs = results[f"descent ({label})"], results[f"sklearn ({label})"]
             rows.append(
                 [name, label, ours[0], theirs[0], 100 * (ours[0] - theirs[0]), ours[1], theirs[1]]
