@@ -19,11 +19,23 @@ import torch
 from descent.errors import CheckpointError, DescentError
 
 
+def _file_mode() -> int:
+    """The mode a plain open() would give a new file (0o666 less the umask);
+    mkstemp's own 0o600 would hide run files from the user's group."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_MODE = _file_mode()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` via a temporary file, fsync and rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, _MODE)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -130,6 +130,51 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", help="also write the predictions to this JSON file")
     predict.set_defaults(run=_run_predict)
 
+    fit = sub.add_parser(
+        "fit",
+        parents=[common],
+        help="fit a formula to columns of a CSV/TSV file",
+        description=(
+            "Fits a formula to measured data by minimising the mean squared error, with "
+            "every step visible. Names in the formula that are columns of the file are "
+            "inputs; every other name is a parameter. Prints the parameters with standard "
+            "errors, RSS and R², and writes a run directory with plots."
+        ),
+        epilog=(
+            'Example: descent fit data.csv --model "b1*(1-exp(-b2*x))" --y y --init b1=500,b2=1e-4'
+        ),
+    )
+    fit.add_argument("data", help="a CSV or TSV file with a header row")
+    fit.add_argument("--model", required=True, help='the formula, e.g. "a*t**2 + b*t + c"')
+    fit.add_argument("--y", required=True, help="the column to fit")
+    fit.add_argument(
+        "--x", action="append", help="an input column (repeatable; default: from the formula)"
+    )
+    fit.add_argument("--init", help="starting values, e.g. b1=500,b2=1e-4 (default: all 1)")
+    fit.add_argument(
+        "--optimizer", choices=["lm", "sgd", "adam", "adamw", "lbfgs"], help="default: lm"
+    )
+    fit.add_argument("--lr", type=float, help="learning rate (sgd 0.5, adam 1, lbfgs 1)")
+    fit.add_argument("--momentum", type=float, help="SGD momentum (default: 0)")
+    fit.add_argument("--epochs", type=int, help="the most steps (default: 10000)")
+    fit.add_argument(
+        "--no-scale",
+        dest="scale",
+        action="store_false",
+        default=None,
+        help="do not whiten parameters for sgd/adam/lbfgs (the book's raw behaviour)",
+    )
+    fit.add_argument("--drop-missing", action="store_true", default=None,
+                     help="drop rows with missing values instead of stopping")  # fmt: skip
+    fit.add_argument("--valid-pct", type=float, help="hold out this share of rows (default: 0)")
+    fit.add_argument("--seed", type=int, help="seed of the held-out split (default: 0)")
+    fit.add_argument("--out", help="run directory (default: runs/fit-<time>)")
+    fit.add_argument("--json", help="also write the summary to this JSON file")
+    fit.add_argument("--animate", metavar="GIF", help="write an animation of the fit, e.g. fit.gif")
+    fit.add_argument("--no-plots", dest="plots", action="store_false", default=None,
+                     help="skip the PNG plots (faster for many fits)")  # fmt: skip
+    fit.set_defaults(run=_run_fit)
+
     explain = sub.add_parser(
         "explain",
         parents=[common],
@@ -173,6 +218,40 @@ def _run_train(args: argparse.Namespace) -> int:
         given["steps"] = None  # --epochs wins over a preset's step count
     cfg = replace(cfg, **given)
     result = run_train(cfg)
+    return _exit_code(result.fit.stopped, result.fit.signal)
+
+
+def parse_init(text: str) -> dict[str, float]:
+    """'b1=500,b2=1e-4' -> {'b1': 500.0, 'b2': 0.0001}."""
+    from descent.errors import ConfigError
+
+    values: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name:
+            raise ConfigError(
+                f"--init {text!r}: write name=value pairs, e.g. --init b1=500,b2=1e-4"
+            )
+        try:
+            values[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"--init {name}={value!r}: {value!r} is not a number") from None
+    return values
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    from dataclasses import fields, replace
+
+    from descent.config import FitConfig
+    from descent.fit import run_fit
+
+    names = [f.name for f in fields(FitConfig) if f.name not in ("data", "quiet")]
+    given = _given(args, names)
+    if "init" in given:
+        given["init"] = parse_init(given["init"])
+    cfg = replace(FitConfig(data=args.data, quiet=args.quiet), **given)
+    result = run_fit(cfg)
     return _exit_code(result.fit.stopped, result.fit.signal)
 
 

@@ -88,3 +88,41 @@ BOOK_RECIPE = {
     "deskew": False,
     "init_std": 1.0,
 }
+
+
+@dataclass
+class FitConfig:
+    """`descent fit`: a formula fitted to columns of a CSV by minimising the MSE."""
+
+    data: str = ""
+    model: str = ""  # the formula, e.g. "b1*(1-exp(-b2*x))"
+    y: str = ""
+    # Input columns; None: every name in the formula that is a column of the file.
+    x: list[str] | None = None
+    # Starting values {name: value}; None starts every parameter at 1.0 (as curve_fit).
+    init: dict[str, float] | None = None
+    # lm: Levenberg-Marquardt on the residuals' Jacobian. It reaches NIST's certified
+    # values from both starting points of all 27 StRD problems (bench/nist_fit.py);
+    # sgd, adam and lbfgs (torch.optim) are there to watch and compare.
+    optimizer: str = "lm"
+    # None: the optimizer's own default (sgd 0.5, adam 1, lbfgs 1; lm takes none).
+    lr: float | None = None
+    momentum: float = 0.0
+    # The most steps; MGH10 from NIST's first start needs ~7,600 LM steps.
+    epochs: int = 10_000
+    # Whiten the parameters for sgd/adam/lbfgs (b = b0 + T z, T from the Jacobian at
+    # the start, so the curvature is ~1 in every direction): one learning rate then
+    # suits parameters of 500 and of 1e-4, and correlated ones. LM scales itself
+    # (MINPACK's column norms). --no-scale gives the book's raw behaviour.
+    scale: bool = True
+    drop_missing: bool = False
+    valid_pct: float = 0.0  # a fit uses every row unless asked to hold some out
+    seed: int = 0
+    out: str | None = None  # None: runs/fit-<time>
+    json: str | None = None
+    animate: str | None = None  # a .gif of the curve moving toward the data
+    plots: bool = True  # matplotlib takes longer than most fits: off for batch work
+    quiet: bool = False
+
+    def to_dict(self) -> dict:
+        return {"command": "fit", **asdict(self)}

@@ -85,6 +85,7 @@ class Learner:
         self.metrics = [get_metric(m) if isinstance(m, str) else m for m in metrics]
         self.lr = lr
         self.opt = make_optimizer(optimizer, model.parameters(), lr, **(opt_kwargs or {}))
+        self._jacobian_based = getattr(self.opt, "jacobian_based", False)
         self.history = History()
         self.epoch = 0  # 0-based index of the epoch in progress; records say epoch + 1
         self.steps = 0
@@ -133,8 +134,12 @@ class Learner:
         return self.loss_func(preds, yb)
 
     def backward(self) -> None:
-        """Step 4: the gradient of the loss with respect to every parameter."""
-        self.loss.backward()
+        """Step 4: the gradient of the loss with respect to every parameter.
+
+        Jacobian-based optimizers (Levenberg-Marquardt) differentiate each residual
+        inside their own step, so for them there is nothing to do here."""
+        if not self._jacobian_based:
+            self.loss.backward()
 
     def step(self) -> None:
         """Step 5: move the parameters against the gradient (torch.optim).
@@ -249,6 +254,9 @@ class Learner:
             stopped, message = stop.reason, stop.message
             if self.record.get("epoch") == self.epoch + 1:  # the epoch was recorded
                 self.epoch += 1
+        except BaseException as e:
+            stopped, message = "error", f"{type(e).__name__}: {e}"
+            raise
         finally:
             self.stopped, self.stop_message = stopped, message
             try:

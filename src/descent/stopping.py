@@ -288,3 +288,19 @@ class InterruptHandler(Callback):
         for sig, old in self._old.items():
             signal.signal(sig, old)
         self._old = {}
+
+
+class OptimizerStop(Callback):
+    """Stop when the optimizer says it is done: solvers with their own convergence
+    test (Levenberg-Marquardt) set `opt.status`, e.g. "converged"."""
+
+    order = 20
+    MESSAGES = {
+        "converged": "the Gauss-Newton step is below 1e-6 standard errors in every parameter",
+        "no_progress": "the sum of squares can no longer be lowered in float64",
+    }
+
+    def after_epoch(self) -> None:
+        status = getattr(self.learner.opt, "status", None)
+        if status:
+            raise CancelFit(status, self.MESSAGES.get(status, status))

@@ -130,7 +130,9 @@ class Formula:
                 f"formula {self.text!r} has {d} input(s) {self.inputs} but x has shape "
                 f"{tuple(x.shape)}; pass (n,) for one input or (n, {d}) with columns in that order"
             )
-        out = self._root(xs, params.unbind())
+        # params: a (k,) tensor, or k tensors (e.g. per-observation rows for a Jacobian)
+        ps = tuple(params) if isinstance(params, (tuple, list)) else params.unbind()
+        out = self._root(xs, ps)
         if d == 0:  # no input in the formula: a constant curve, (n,) like the rest
             out = out.expand(x.shape[0])
         return out  # (n,)
@@ -364,6 +366,9 @@ def _const_last(fn: Callable, a: torch.Tensor, b: float) -> torch.Tensor:
 class FormulaModel(FunctionModel):
     """A `FunctionModel` whose function is a parsed formula [1 init, 2 predict].
 
+    The formula is elementwise: prediction k depends on observation k alone, which
+    lets Levenberg-Marquardt get the whole Jacobian in one backward pass.
+
     `init` gives starting values: a mapping {name: value} must name every parameter
     (missing or unknown names raise ConfigError), a sequence gives them in
     `formula.params` order, and None starts every parameter at 1.0.
@@ -417,6 +422,14 @@ class FormulaModel(FunctionModel):
             raise ConfigError(f"initial values for {bad} are not finite")
         super().__init__(formula.as_function(), names, values, dtype=dtype)
         self.formula = formula
+        self.init = values
+
+    kind = "formula"
+    elementwise = True
+
+    def config(self) -> dict:
+        """Constructor arguments, for model.json (the formula as text, never code)."""
+        return {"formula": self.formula.text, "inputs": self.formula.inputs, "init": self.init}
 
     def extra_repr(self) -> str:
         vals = ", ".join(f"{k}={v:.6g}" for k, v in self.values().items())
