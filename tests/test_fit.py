@@ -43,9 +43,15 @@ def nist_cases(folder, names=None):
 def fit_nist(folder, name, start, tmp_path):
     pr = json.loads((folder / "problems.json").read_text())[name]
     cfg = FitConfig(
-        data=str(folder / pr["csv"]), model=pr["formula"], y=pr["y"], x=pr["x"],
-        init=pr[start], out=str(tmp_path / "run"), quiet=True, plots=False,
-    )  # fmt: skip
+        data=str(folder / pr["csv"]),
+        model=pr["formula"],
+        y=pr["y"],
+        x=pr["x"],
+        init=pr[start],
+        out=str(tmp_path / "run"),
+        quiet=True,
+        plots=False,
+    )
     return pr, run_fit(cfg, Console(quiet=True))
 
 
@@ -60,8 +66,11 @@ def test_nist_certified_values_with_defaults(folder, name, start, tmp_path):
 
 
 # The rest of NIST's 27 problems (bench/nist): the defaults are general, not tuned to 8.
-OTHERS = [n for n in json.loads((EXTENDED / "problems.json").read_text()) if n not in
-          json.loads((SHARED / "problems.json").read_text())]  # fmt: skip
+OTHERS = [
+    n
+    for n in json.loads((EXTENDED / "problems.json").read_text())
+    if n not in json.loads((SHARED / "problems.json").read_text())
+]
 
 
 @pytest.mark.parametrize("folder, name, start", nist_cases(EXTENDED, OTHERS))
@@ -75,11 +84,29 @@ def test_nist_other_problems_with_defaults(folder, name, start, tmp_path):
 def test_cli_on_a_nist_problem_prints_the_table(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "descent", "fit", str(SHARED / "Misra1a.csv"),
-         "--model", "b1*(1-exp(-b2*x))", "--y", "y", "--init", "b1=500,b2=1e-4",
-         "--out", str(out), "--json", str(tmp_path / "s.json"), "--animate", str(tmp_path / "a.gif")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "descent",
+            "fit",
+            str(SHARED / "Misra1a.csv"),
+            "--model",
+            "b1*(1-exp(-b2*x))",
+            "--y",
+            "y",
+            "--init",
+            "b1=500,b2=1e-4",
+            "--out",
+            str(out),
+            "--json",
+            str(tmp_path / "s.json"),
+            "--animate",
+            str(tmp_path / "a.gif"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "238.94212" in proc.stdout and "std error" in proc.stdout
     assert "RSS 0.12455138" in proc.stdout and "stopped: converged" in proc.stdout
@@ -110,10 +137,15 @@ def coaster_csv(tmp_path):
 def test_roller_coaster_from_csv_matches_least_squares(coaster_csv, tmp_path):
     path, t, speed = coaster_csv
     r = run_fit(
-        FitConfig(data=str(path), model="a*time**2 + b*time + c", y="speed",
-                  out=str(tmp_path / "r"), quiet=True),
+        FitConfig(
+            data=str(path),
+            model="a*time**2 + b*time + c",
+            y="speed",
+            out=str(tmp_path / "r"),
+            quiet=True,
+        ),
         Console(quiet=True),
-    )  # fmt: skip
+    )
     coef = np.polyfit(t.numpy(), speed.numpy(), 2)
     optimum = float(np.sum((np.polyval(coef, t.numpy()) - speed.numpy()) ** 2))
     assert r.curve.rss == pytest.approx(optimum, rel=1e-10)
@@ -123,12 +155,31 @@ def test_roller_coaster_from_csv_matches_least_squares(coaster_csv, tmp_path):
 def test_the_books_raw_behaviour_is_one_flag_away(coaster_csv, tmp_path):
     path, t, speed = coaster_csv
     init = {"a": 0.3367, "b": 0.1288, "c": 0.2345}
-    code = main([
-        "fit", str(path), "--model", "a*time**2 + b*time + c", "--y", "speed", "--quiet",
-        "--optimizer", "sgd", "--lr", "1e-5", "--epochs", "10", "--no-scale", "--no-plots",
-        "--init", "a=0.3367,b=0.1288,c=0.2345", "--out", str(tmp_path / "book"),
-        "--json", str(tmp_path / "book.json"),
-    ])  # fmt: skip
+    code = main(
+        [
+            "fit",
+            str(path),
+            "--model",
+            "a*time**2 + b*time + c",
+            "--y",
+            "speed",
+            "--quiet",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1e-5",
+            "--epochs",
+            "10",
+            "--no-scale",
+            "--no-plots",
+            "--init",
+            "a=0.3367,b=0.1288,c=0.2345",
+            "--out",
+            str(tmp_path / "book"),
+            "--json",
+            str(tmp_path / "book.json"),
+        ]
+    )
     assert code == 0
     ours = [h["train_loss"] for h in json.loads((tmp_path / "book.json").read_text())["history"]]
     params = torch.tensor(list(init.values()), dtype=torch.float64, requires_grad=True)
@@ -154,8 +205,15 @@ def test_other_optimizers_reach_the_optimum_in_whitened_parameters(coaster_csv, 
     assert r.rss == pytest.approx(optimum, rel=1e-6)
     assert r.fit.stopped == "converged"
     # without whitening, the same plain SGD at the largest stable rate is still far off
-    raw = fit_curve(FormulaModel("a*t**2 + b*t + c", {"a": 1.0, "b": 1.0, "c": 1.0}), t, speed,
-                    optimizer="sgd", lr=3e-5, epochs=3000, scale=False)  # fmt: skip
+    raw = fit_curve(
+        FormulaModel("a*t**2 + b*t + c", {"a": 1.0, "b": 1.0, "c": 1.0}),
+        t,
+        speed,
+        optimizer="sgd",
+        lr=3e-5,
+        epochs=3000,
+        scale=False,
+    )
     assert raw.rss > 2 * optimum
 
 
@@ -183,8 +241,21 @@ def test_agrees_with_scipy_curve_fit_on_a_multi_input_formula():
 
 def test_unidentifiable_parameters_warn_instead_of_inventing_errors(coaster_csv, tmp_path, capsys):
     path, _, _ = coaster_csv
-    code = main(["fit", str(path), "--model", "a*b*time + c", "--y", "speed", "--no-plots",
-                 "--out", str(tmp_path / "r"), "--json", str(tmp_path / "s.json")])  # fmt: skip
+    code = main(
+        [
+            "fit",
+            str(path),
+            "--model",
+            "a*b*time + c",
+            "--y",
+            "speed",
+            "--no-plots",
+            "--out",
+            str(tmp_path / "r"),
+            "--json",
+            str(tmp_path / "s.json"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "warning" in out and "rank deficient" in out
     s = json.loads((tmp_path / "s.json").read_text())
@@ -217,8 +288,20 @@ HOSTILE = [
 def test_hostile_formulas_end_in_a_clear_error(coaster_csv, tmp_path, formula, capsys, monkeypatch):
     path, _, _ = coaster_csv
     monkeypatch.chdir(tmp_path)
-    code = main(["fit", str(path), "--model", formula, "--y", "speed", "--x", "time",
-                 "--out", str(tmp_path / "r")])  # fmt: skip
+    code = main(
+        [
+            "fit",
+            str(path),
+            "--model",
+            formula,
+            "--y",
+            "speed",
+            "--x",
+            "time",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "descent fit: error:" in err and "Traceback" not in err
     assert len(err) < 2000  # the message points at the part, it does not echo 100 kB
@@ -241,8 +324,20 @@ def test_malformed_csvs_name_the_row_and_column(tmp_path, case, capsys):
     text, needles = BAD_CSVS[case]
     path = tmp_path / f"{case}.csv"
     path.write_text(text)
-    code = main(["fit", str(path), "--model", "a*time**2 + b*time + c", "--y", "speed",
-                 "--x", "time", "--out", str(tmp_path / "r")])  # fmt: skip
+    code = main(
+        [
+            "fit",
+            str(path),
+            "--model",
+            "a*time**2 + b*time + c",
+            "--y",
+            "speed",
+            "--x",
+            "time",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and f"{case}.csv" in err
     for needle in needles:
@@ -252,8 +347,22 @@ def test_malformed_csvs_name_the_row_and_column(tmp_path, case, capsys):
 def test_drop_missing_fits_the_remaining_rows(tmp_path, capsys):
     path = tmp_path / "gaps.csv"
     path.write_text("x,y\n0,1\n1,3.1\n2,NA\n3,7\n4,8.9\n5,\n6,13.1\n")
-    code = main(["fit", str(path), "--model", "a*x + b", "--y", "y", "--drop-missing",
-                 "--no-plots", "--out", str(tmp_path / "r"), "--json", str(tmp_path / "s.json")])  # fmt: skip
+    code = main(
+        [
+            "fit",
+            str(path),
+            "--model",
+            "a*x + b",
+            "--y",
+            "y",
+            "--drop-missing",
+            "--no-plots",
+            "--out",
+            str(tmp_path / "r"),
+            "--json",
+            str(tmp_path / "s.json"),
+        ]
+    )
     assert code == 0
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["n"] == 5 and s["params"]["a"] == pytest.approx(2.0, abs=0.05)

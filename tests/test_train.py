@@ -84,10 +84,23 @@ def mnist_sample_folder(tmp_path, sample_37):
 def test_cli_trains_on_fastai_folders_and_predicts(tmp_path, mnist_sample_folder, sample_37):
     out, summary = tmp_path / "run", tmp_path / "out.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "descent", "train", str(mnist_sample_folder),
-         "--out", str(out), "--json", str(summary), "--epochs", "8"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "descent",
+            "train",
+            str(mnist_sample_folder),
+            "--out",
+            str(out),
+            "--json",
+            str(summary),
+            "--epochs",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "valid_accuracy" in proc.stdout and "split folder valid/" not in proc.stderr
     s = json.loads(summary.read_text())
@@ -104,8 +117,10 @@ def test_cli_trains_on_fastai_folders_and_predicts(tmp_path, mnist_sample_folder
     files += sorted((mnist_sample_folder / "train" / "7").glob("*.png"))[:3]
     proc = subprocess.run(
         [sys.executable, "-m", "descent", "predict", str(out), *map(str, files)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     for line, f in zip(proc.stdout.splitlines(), files, strict=True):
         path, label, prob = line.split()

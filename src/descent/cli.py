@@ -164,15 +164,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="do not whiten parameters for sgd/adam/lbfgs (the book's raw behaviour)",
     )
-    fit.add_argument("--drop-missing", action="store_true", default=None,
-                     help="drop rows with missing values instead of stopping")  # fmt: skip
+    fit.add_argument(
+        "--drop-missing",
+        action="store_true",
+        default=None,
+        help="drop rows with missing values instead of stopping",
+    )
     fit.add_argument("--valid-pct", type=float, help="hold out this share of rows (default: 0)")
     fit.add_argument("--seed", type=int, help="seed of the held-out split (default: 0)")
     fit.add_argument("--out", help="run directory (default: runs/fit-<time>)")
     fit.add_argument("--json", help="also write the summary to this JSON file")
     fit.add_argument("--animate", metavar="GIF", help="write an animation of the fit, e.g. fit.gif")
-    fit.add_argument("--no-plots", dest="plots", action="store_false", default=None,
-                     help="skip the PNG plots (faster for many fits)")  # fmt: skip
+    fit.add_argument(
+        "--no-plots",
+        dest="plots",
+        action="store_false",
+        default=None,
+        help="skip the PNG plots (faster for many fits)",
+    )
     fit.set_defaults(run=_run_fit)
 
     explain = sub.add_parser(

@@ -163,8 +163,15 @@ def fit_curve(
     if momentum and optimizer != "sgd":
         raise ConfigError(f"--momentum is for --optimizer sgd, not {optimizer}")
     init = model.params.detach().clone()
-    opts = dict(valid=valid, optimizer=optimizer, lr=lr, momentum=momentum, scale=scale,
-                snapshot_x=snapshot_x, console=console)  # fmt: skip
+    opts = dict(
+        valid=valid,
+        optimizer=optimizer,
+        lr=lr,
+        momentum=momentum,
+        scale=scale,
+        snapshot_x=snapshot_x,
+        console=console,
+    )
     learner, snaps = _make_learner(model, x, y, **opts)
     result = learner.fit(epochs)
     if optimizer == "lm" and result.stopped in ("max_epochs", "no_progress"):
@@ -204,8 +211,21 @@ def fit_curve(
     )
 
 
-def _make_learner(model, x, y, *, valid, optimizer, lr, momentum, scale, snapshot_x, console,
-                  tau=1e-4, shrink=1 / 30):  # fmt: skip
+def _make_learner(
+    model,
+    x,
+    y,
+    *,
+    valid,
+    optimizer,
+    lr,
+    momentum,
+    scale,
+    snapshot_x,
+    console,
+    tau=1e-4,
+    shrink=1 / 30,
+):
     callbacks: list = []
     if optimizer == "lm":
         residuals = Residuals(model.f, x, y, elementwise=getattr(model, "elementwise", False))
@@ -221,8 +241,13 @@ def _make_learner(model, x, y, *, valid, optimizer, lr, momentum, scale, snapsho
         lr = lr if lr is not None else DEFAULT_LR[optimizer]
         kwargs = {"momentum": momentum} if momentum else {}
         if optimizer == "lbfgs":  # one L-BFGS iteration per epoch, so each is seen
-            kwargs = {"line_search_fn": "strong_wolfe", "max_iter": 1, "history_size": 20,
-                      "tolerance_grad": 0.0, "tolerance_change": 0.0}  # fmt: skip
+            kwargs = {
+                "line_search_fn": "strong_wolfe",
+                "max_iter": 1,
+                "history_size": 20,
+                "tolerance_grad": 0.0,
+                "tolerance_change": 0.0,
+            }
         # Converged: the loss changed by less than 1e-12 of itself over 20 epochs.
         callbacks.append(Converged(rtol=1e-12, window=20))
     snaps = PredictionSnapshots(snapshot_x, dense=40) if snapshot_x is not None else None
@@ -231,10 +256,16 @@ def _make_learner(model, x, y, *, valid, optimizer, lr, momentum, scale, snapsho
     if console is not None:
         callbacks.append(ProgressDisplay(console))
     learner = Learner(
-        trained, Batches(x, y), Batches(*valid) if valid is not None and len(valid[1]) else None,
-        loss="mse", optimizer=make_opt, lr=lr, opt_kwargs=kwargs, callbacks=callbacks,
+        trained,
+        Batches(x, y),
+        Batches(*valid) if valid is not None and len(valid[1]) else None,
+        loss="mse",
+        optimizer=make_opt,
+        lr=lr,
+        opt_kwargs=kwargs,
+        callbacks=callbacks,
         progress=False,
-    )  # fmt: skip
+    )
     return learner, snaps
 
 
@@ -257,10 +288,18 @@ def run_fit(cfg: FitConfig, console: Console | None = None) -> FitJobResult:
     say("start: " + ", ".join(f"{k} = {v:.6g}" for k, v in model.values().items()))
     say(_describe_solver(cfg))
     curve = fit_curve(
-        model, xt, yt, valid=(x[valid_idx], y[valid_idx]), optimizer=cfg.optimizer, lr=cfg.lr,
-        momentum=cfg.momentum, epochs=cfg.epochs, scale=cfg.scale, snapshot_x=_curve_x(x),
+        model,
+        xt,
+        yt,
+        valid=(x[valid_idx], y[valid_idx]),
+        optimizer=cfg.optimizer,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        epochs=cfg.epochs,
+        scale=cfg.scale,
+        snapshot_x=_curve_x(x),
         console=None if cfg.quiet else console,
-    )  # fmt: skip
+    )
     return _finish_fit(cfg, curve, formula, x, y, run, console)
 
 
@@ -348,9 +387,10 @@ def _print_summary(console, curve, result, run, plots, cfg):
     say(f"  RSS {rss:.10g}   R² {r2:.8f}   n {n}, p {p}, dof {n - p}")
     strong = [
         f"{a}-{b} {corr[i, j]:+.3f}"
-        for i, a in enumerate(params) for j, b in enumerate(params)
+        for i, a in enumerate(params)
+        for j, b in enumerate(params)
         if j > i and math.isfinite(float(corr[i, j])) and abs(float(corr[i, j])) > 0.95
-    ]  # fmt: skip
+    ]
     if strong:
         say("  strongly correlated: " + ", ".join(strong))
     say(

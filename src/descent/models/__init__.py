@@ -11,4 +11,11 @@ from descent.models.pixels import PixelClassifier
 
 MODEL_KINDS = {"pixels": PixelClassifier, "mlp": MLP, "formula": FormulaModel}
 
-__all__ = ["MLP", "MODEL_KINDS", "FormulaModel", "FunctionModel", "PixelClassifier", "parse_formula"]
+__all__ = [
+    "MLP",
+    "MODEL_KINDS",
+    "FormulaModel",
+    "FunctionModel",
+    "PixelClassifier",
+    "parse_formula",
+]
