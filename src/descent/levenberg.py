@@ -228,5 +228,6 @@ def standard_errors(jt: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, to
     w = vh.T / s / d[:, None]  # cov = s^2 w w^T
     cov = float(r @ r) / (n - p) * (w @ w.T)
     se = np.sqrt(np.diag(cov))
-    corr = cov / np.outer(se, se)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a zero error: NaN correlation
+        corr = cov / np.outer(se, se)
     return torch.from_numpy(se), torch.from_numpy(corr), ""
