@@ -112,9 +112,9 @@ def test_cancel_epoch_skips_the_rest_of_the_batches(roller):
     assert result.steps == 3 and result.epochs == 3
     assert once not in learner.callbacks  # callbacks given to fit are removed afterwards
     assert [cb.name for cb in learner.callbacks] == [
-        "InterruptHandler",
         "DivergenceGuard",
         "ProgressDisplay",
+        "InterruptHandler",
     ]
 
 

@@ -266,3 +266,165 @@ def load_model(folder: str | Path) -> tuple[torch.nn.Module, dict]:
     tensors = load_tensors(folder / "model.safetensors", "model file")
     load_state_into(model, tensors, folder / "model.safetensors")
     return model.eval(), desc
+
+
+# -- training state: checkpoints/ckpt-<epochs>-<batches>.safetensors + .json ------------
+
+CHECKPOINT_FORMAT = "descent-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def rng_state() -> dict:
+    """Every random number generator in play: torch's, numpy's and Python's. (The batch
+    order needs none: it is drawn from a generator seeded with (seed, epoch).)"""
+    import random
+
+    import numpy as np
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype("int64")),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },  # fmt: skip
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype("uint32"), n["pos"], n["has_gauss"], n["gauss"])
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _encode(obj: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """A JSON-able copy of `obj`, its tensors moved into `tensors` under path keys."""
+    if isinstance(obj, torch.Tensor):
+        tensors[key] = obj.detach().cpu().contiguous()
+        return {"__tensor__": key}
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return {"__float__": repr(obj)}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_encode(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [_encode(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) and not k.startswith("__") for k in obj):
+            return {k: _encode(v, f"{key}.{k}", tensors) for k, v in obj.items()}
+        items = [
+            [_encode(k, f"{key}.k{i}", tensors), _encode(v, f"{key}.{i}", tensors)]
+            for i, (k, v) in enumerate(obj.items())
+        ]
+        return {"__items__": items}
+    raise TypeError(f"cannot store a {type(obj).__name__} in a checkpoint ({key})")
+
+
+def _decode(obj: Any, tensors: dict[str, torch.Tensor], source: Path) -> Any:
+    if isinstance(obj, list):
+        return [_decode(v, tensors, source) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if "__tensor__" in obj:
+        try:
+            return tensors[obj["__tensor__"]]
+        except (KeyError, TypeError):
+            raise CheckpointError(
+                f"{source}: refers to tensor {obj['__tensor__']!r}, which its tensor file lacks"
+            ) from None
+    if "__float__" in obj:
+        return float(obj["__float__"]) if obj["__float__"] in ("nan", "inf", "-inf") else math.nan
+    if "__tuple__" in obj:
+        return tuple(_decode(v, tensors, source) for v in obj["__tuple__"])
+    if "__items__" in obj:
+        return {
+            _decode(k, tensors, source): _decode(v, tensors, source) for k, v in obj["__items__"]
+        }
+    return {k: _decode(v, tensors, source) for k, v in obj.items()}
+
+
+def checkpoint_name(state: dict) -> str:
+    return f"ckpt-e{state['epochs_done']:06d}-b{state['batches_done']:06d}"
+
+
+def save_checkpoint(folder: str | Path, state: dict, meta: dict | None = None) -> Path:
+    """Write a learner state_dict as <name>.safetensors, then <name>.json (the commit
+    point: it holds the tensor file's SHA-256). Returns the JSON's path."""
+    import hashlib
+
+    folder = Path(folder)
+    name = checkpoint_name(state)
+    tensors: dict[str, torch.Tensor] = {}
+    body = _encode(state, "state", tensors)
+    data = _tensor_bytes(tensors)
+    atomic_write_bytes(folder / f"{name}.safetensors", data)
+    doc = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "tensors": f"{name}.safetensors",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "meta": meta or {},
+        "state": body,
+    }
+    atomic_write_text(folder / f"{name}.json", json.dumps(doc, allow_nan=False) + "\n")
+    return folder / f"{name}.json"
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict, dict]:
+    """(state, meta) from a checkpoint's JSON and its tensor file, checked: format and
+    version, the tensor file's SHA-256 (truncated or swapped files are refused)."""
+    import hashlib
+
+    path = Path(path)
+    doc = read_json(path, "checkpoint")
+    if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f'{path}: not a descent checkpoint (expected "format": "{CHECKPOINT_FORMAT}")'
+        )
+    if doc.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint version {doc.get('version')!r}; this descent reads version "
+            f"{CHECKPOINT_VERSION}"
+        )
+    tensor_file = path.parent / str(doc.get("tensors", ""))
+    if tensor_file.parent != path.parent or not str(doc.get("tensors", "")).endswith(
+        ".safetensors"
+    ):
+        raise CheckpointError(f"{path}: names an unexpected tensor file {doc.get('tensors')!r}")
+    try:
+        raw = tensor_file.read_bytes()
+    except OSError:
+        raise CheckpointError(
+            f"{tensor_file}: missing; the checkpoint {path.name} is incomplete"
+        ) from None
+    if hashlib.sha256(raw).hexdigest() != doc.get("sha256"):
+        raise CheckpointError(
+            f"{tensor_file}: its contents do not match {path.name} (SHA-256 differs): "
+            "truncated, corrupt or replaced"
+        )
+    tensors = load_tensors(tensor_file, "checkpoint tensor file")
+    state = _decode(doc.get("state"), tensors, path)
+    if not isinstance(state, dict) or "model" not in state or "epochs_done" not in state:
+        raise CheckpointError(f"{path}: the checkpoint has no training state")
+    return state, doc.get("meta", {})
+
+
+def list_checkpoints(folder: str | Path) -> list[Path]:
+    """Checkpoint JSON files in `folder`, oldest first (by position in training)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("ckpt-e*-b*.json") if not p.name.startswith("."))

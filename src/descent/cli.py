@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
             "980 steps (the book's 20 epochs)"
         ),
     )
+    _add_checkpoint_options(train, "1")
     train.add_argument("--out", help="run directory (default: runs/train-<time>)")
     train.add_argument("--json", help="also write the summary to this JSON file")
     train.set_defaults(run=_run_train)
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--valid-pct", type=float, help="hold out this share of rows (default: 0)")
     fit.add_argument("--seed", type=int, help="seed of the held-out split (default: 0)")
+    _add_checkpoint_options(fit, "0")
     fit.add_argument("--out", help="run directory (default: runs/fit-<time>)")
     fit.add_argument("--json", help="also write the summary to this JSON file")
     fit.add_argument("--animate", metavar="GIF", help="write an animation of the fit, e.g. fit.gif")
@@ -183,6 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the PNG plots (faster for many fits)",
     )
     fit.set_defaults(run=_run_fit)
+
+    resume = sub.add_parser(
+        "resume",
+        parents=[common],
+        help="continue an interrupted train or fit run from its last checkpoint",
+        description=(
+            "Rebuilds the run from RUN_DIR/config.json, loads the newest intact checkpoint "
+            "in RUN_DIR/checkpoints and trains on to the configured end: the result equals "
+            "an uninterrupted run's."
+        ),
+    )
+    resume.add_argument("run_dir", help="the run directory of an earlier train or fit")
+    resume.set_defaults(run=_run_resume)
 
     explain = sub.add_parser(
         "explain",
@@ -204,6 +219,23 @@ def _add_optim_options(p: argparse.ArgumentParser, optimizer: str, lr: str) -> N
     p.add_argument("--lr", type=float, help=f"learning rate (default: {lr})")
     p.add_argument("--momentum", type=float, help="SGD momentum (default: 0)")
     p.add_argument("--weight-decay", type=float, help="L2 penalty (default: 0)")
+
+
+def _add_checkpoint_options(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--checkpoint-every",
+        metavar="N[steps]",
+        help=f"write a checkpoint every N epochs, or N steps with 'Nsteps'; 0 = only on "
+        f"Ctrl-C / SIGTERM and at the end (default: {default})",
+    )
+    p.add_argument("--keep", type=int, help="checkpoints to keep besides the best (default: 3)")
+
+
+def _run_resume(args: argparse.Namespace) -> int:
+    from descent.resume import resume
+
+    result = resume(args.run_dir, quiet=args.quiet)
+    return _exit_code(result.fit.stopped, result.fit.signal)
 
 
 def _given(args: argparse.Namespace, names: Sequence[str]) -> dict:

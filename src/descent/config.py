@@ -66,6 +66,11 @@ class TrainConfig:
     init_std: float = 0.0
     out: str | None = None  # None: runs/train-<time>
     json: str | None = None
+    # A checkpoint every epoch ("1"), every N steps ("200steps"), or none ("0"); one
+    # is always written on Ctrl-C / SIGTERM and at the end. An epoch of these small
+    # models costs far more than writing their state.
+    checkpoint_every: str = "1"
+    keep: int = 3  # checkpoints kept (the newest), besides the best epoch's
     quiet: bool = False
 
     def to_dict(self) -> dict:
@@ -122,6 +127,10 @@ class FitConfig:
     json: str | None = None
     animate: str | None = None  # a .gif of the curve moving toward the data
     plots: bool = True  # matplotlib takes longer than most fits: off for batch work
+    # Fits take milliseconds a step: by default a checkpoint only on Ctrl-C / SIGTERM
+    # and at the end; "100" every 100 steps (for fits, epochs and steps coincide).
+    checkpoint_every: str = "0"
+    keep: int = 3
     quiet: bool = False
 
     def to_dict(self) -> dict:

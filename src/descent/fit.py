@@ -6,7 +6,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from descent.config import FitConfig
 from descent.data.batches import Batches, random_split
 from descent.data.tables import check_enough_rows, read_table
 from descent.errors import ConfigError
+from descent.events import Callback
 from descent.learner import FitResult, Learner
 from descent.levenberg import LevenbergMarquardt, Residuals, decompose, standard_errors
 from descent.models.formula import FormulaModel, parse_formula
@@ -30,6 +32,7 @@ from descent.plots import (
     save_figure,
 )
 from descent.progress import ProgressDisplay
+from descent.resume import Checkpointer, interrupted_note, load_learner_state, parse_every
 from descent.stopping import Converged, OptimizerStop
 
 # In whitened parameters the curvature is ~1 in every direction: sgd is stable below 2.
@@ -144,13 +147,17 @@ def fit_curve(
     scale: bool = True,
     snapshot_x: torch.Tensor | None = None,
     console: Console | None = None,
+    callbacks: Sequence[Callback] = (),
+    resume: tuple[dict, Path] | None = None,
 ) -> CurveFit:
     """Fit `model` (a FormulaModel, changed in place) to y ~ model(x) by least squares.
 
     The Python form of `descent fit`: curve_fit's job, done by descent's loop.
     x is (n,) or (n, d); y is (n,). Returns the parameters, standard errors (from
     the residual Jacobian at the optimum), RSS and R^2. `console` shows the epoch
-    table; `snapshot_x` records predictions there for plots and animations."""
+    table; `snapshot_x` records predictions there for plots and animations.
+    `callbacks` join the first learner (not a retry), and `resume` = (state,
+    checkpoint path) continues it from a checkpoint."""
     if optimizer not in OPTIMIZERS:
         raise ConfigError(
             f"unknown --optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}"
@@ -172,7 +179,9 @@ def fit_curve(
         snapshot_x=snapshot_x,
         console=console,
     )
-    learner, snaps = _make_learner(model, x, y, **opts)
+    learner, snaps = _make_learner(model, x, y, **opts, extra=callbacks)
+    if resume is not None:
+        load_learner_state(learner, *resume)
     result = learner.fit(epochs)
     if optimizer == "lm" and result.stopped in ("max_epochs", "no_progress"):
         # One retry from the start with strong damping (MINPACK's tau = 0.1 style):
@@ -225,6 +234,7 @@ def _make_learner(
     console,
     tau=1e-4,
     shrink=1 / 30,
+    extra=(),
 ):
     callbacks: list = []
     if optimizer == "lm":
@@ -244,6 +254,7 @@ def _make_learner(
             kwargs = {
                 "line_search_fn": "strong_wolfe",
                 "max_iter": 1,
+                "max_eval": 25,  # torch's default, 1.25 * max_iter, would allow no line search
                 "history_size": 20,
                 "tolerance_grad": 0.0,
                 "tolerance_change": 0.0,
@@ -255,6 +266,7 @@ def _make_learner(
         callbacks.append(snaps)
     if console is not None:
         callbacks.append(ProgressDisplay(console))
+    callbacks += extra
     learner = Learner(
         trained,
         Batches(x, y),
@@ -269,7 +281,13 @@ def _make_learner(
     return learner, snaps
 
 
-def run_fit(cfg: FitConfig, console: Console | None = None) -> FitJobResult:
+def run_fit(
+    cfg: FitConfig,
+    console: Console | None = None,
+    *,
+    resume: tuple[dict, Path] | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> FitJobResult:
     """`descent fit`: read the CSV, fit, write the run directory, print the summary."""
     console = console or Console(highlight=False, soft_wrap=True)
     say = (lambda *a, **k: None) if cfg.quiet else console.print
@@ -278,7 +296,11 @@ def run_fit(cfg: FitConfig, console: Console | None = None) -> FitJobResult:
     train_idx, valid_idx = random_split(len(y), cfg.valid_pct, cfg.seed)
     xt, yt = x[train_idx], y[train_idx]
     run = RunDir(cfg.out or f"runs/fit-{time.strftime('%Y%m%d-%H%M%S')}")
+    cfg = replace(cfg, out=str(run))  # config.json names its own folder, for resume
     run.write_config(cfg.to_dict())
+    checkpointer = Checkpointer(
+        run.path / "checkpoints", parse_every(cfg.checkpoint_every), cfg.keep
+    )
     say(
         f"[bold]descent fit[/] {cfg.data}: {cfg.y} = {formula.text}, inputs "
         f"{', '.join(formula.inputs)}, {len(yt)} rows"
@@ -299,7 +321,11 @@ def run_fit(cfg: FitConfig, console: Console | None = None) -> FitJobResult:
         scale=cfg.scale,
         snapshot_x=_curve_x(x),
         console=None if cfg.quiet else console,
+        callbacks=[checkpointer, *callbacks],
+        resume=resume,
     )
+    if curve.fit.stopped == "interrupted":
+        console.print(interrupted_note(run, curve.fit, checkpointer))
     return _finish_fit(cfg, curve, formula, x, y, run, console)
 
 

@@ -91,6 +91,9 @@ class Learner:
         self.steps = 0
         self.best_epoch: int | None = None
         self.record: dict[str, float] = {}
+        self.batches_done = 0  # training batches done in the epoch in progress
+        self._train_losses: list[torch.Tensor] = []  # their losses (for a resumed epoch)
+        self._pending_state: dict | None = None
         self.callbacks: list[Callback] = []
         self._handlers: dict[str, list[Callable[[], None]]] = {e: [] for e in EVENTS}
         callbacks = list(callbacks)
@@ -174,26 +177,26 @@ class Learner:
             self._do("after_backward")
             self.step()  # [5 step]
             self.zero_grad()
+            self.batches_done += 1
             self._do("after_step")
         self._do("after_batch")
 
     # -- epochs ---------------------------------------------------------------------
-    def _run_batches(self, batches: Batches, start: int = 0) -> torch.Tensor | None:
-        """One pass over `batches`; returns the mean loss as a 0-d tensor."""
-        self._batch_losses: list[torch.Tensor] = []
-        batch_iter = enumerate(batches.epoch(self.epoch, start), start)
-        for self.iter, (self.xb, self.yb) in batch_iter:  # noqa: B020
-            self.one_batch()
-        return batches.mean_of(self._batch_losses, start)
-
-    def train_epoch(self, start: int = 0) -> None:
+    def train_epoch(self) -> None:
+        """Train over the epoch's batches, from batch `batches_done` on (0, or where an
+        interrupted epoch stopped); its per-batch losses are kept in `_train_losses`."""
         self.training = True
         self.model.train()
         self._do("before_train")
+        self._batch_losses = self._train_losses
+        start = self.batches_done
         try:
-            self.train_loss = self._run_batches(self.train_batches, start)
+            batch_iter = enumerate(self.train_batches.epoch(self.epoch, start), start)
+            for self.iter, (self.xb, self.yb) in batch_iter:  # noqa: B020
+                self.one_batch()
         except CancelEpoch:
-            self.train_loss = self.train_batches.mean_of(self._batch_losses, start)
+            pass
+        self.train_loss = self.train_batches.mean_of(self._train_losses)
         self._do("after_train")
 
     def validate(self) -> None:
@@ -215,13 +218,14 @@ class Learner:
             self.valid_loss = self.valid_batches.mean_of(self._batch_losses)
         self._do("after_validate")
 
-    def one_epoch(self, start: int = 0) -> None:
+    def one_epoch(self) -> None:
         t0 = time.perf_counter()
         self._do("before_epoch")
-        self.train_epoch(start)
+        self.train_epoch()
         self.validate()
         self.record = self._make_record(time.perf_counter() - t0)
         self.history.append(self.record)
+        self.batches_done, self._train_losses = 0, []  # the epoch is complete
         self._do("after_epoch")
 
     def _make_record(self, seconds: float) -> dict[str, float]:
@@ -237,27 +241,30 @@ class Learner:
         """Train until `epochs` epochs in all have run or a stop rule fires [6 repeat, 7 stop].
 
         Calling fit again continues from the epoch reached (epochs counts from the
-        first call). `callbacks` are attached for this call only."""
+        first call), also in the middle of an interrupted epoch, and so does a learner
+        given a checkpoint with `load_state_dict`. `callbacks` are attached for this
+        call only."""
         extra = list(callbacks)
         self.add_callbacks(extra)
         self.n_epochs = epochs
         stopped, message = "max_epochs", f"ran all {epochs} epochs"
+        self.stopped, self.stop_message = None, ""  # set when this fit ends
         t0 = time.perf_counter()
         try:
             self._do("before_fit")
-            start_batch, self._start_batch = getattr(self, "_start_batch", 0), 0
-            while self.epoch < epochs:
-                self.one_epoch(start_batch)
-                start_batch = 0
-                self.epoch += 1
+            finished = self._apply_pending_state()
+            if finished is not None:  # a checkpoint of a run that had already stopped
+                raise CancelFit(*finished)
+            while len(self.history) < epochs:
+                self.epoch = len(self.history)  # the epoch in progress, 0-based
+                self.one_epoch()
         except CancelFit as stop:
             stopped, message = stop.reason, stop.message
-            if self.record.get("epoch") == self.epoch + 1:  # the epoch was recorded
-                self.epoch += 1
         except BaseException as e:
             stopped, message = "error", f"{type(e).__name__}: {e}"
             raise
         finally:
+            self.epoch = len(self.history)
             self.stopped, self.stop_message = stopped, message
             try:
                 self._do("after_fit")
@@ -274,6 +281,59 @@ class Learner:
             signal=getattr(self, "interrupted_by", None),
         )
 
+    # -- checkpoints ---------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly: parameters, optimizer, position
+        (epochs done, batches done in the next), the partial epoch's losses, history,
+        callbacks' states and RNG states. Tensors stay tensors (checkpoint.py stores
+        them in safetensors, the rest as JSON)."""
+        from descent.checkpoint import rng_state
+
+        names = _callback_keys(self.callbacks)
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "epochs_done": len(self.history),
+            "batches_done": self.batches_done,
+            "train_losses": list(self._train_losses),
+            "steps": self.steps,
+            "best_epoch": self.best_epoch,
+            "history": [dict(r) for r in self.history],
+            "callbacks": {k: cb.state_dict() for k, cb in zip(names, self.callbacks, strict=True)},
+            "rng": rng_state(),
+            "stopped": getattr(self, "stopped", None),
+            "stop_message": getattr(self, "stop_message", ""),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take a state_dict: parameters, optimizer and position at once, the
+        callbacks' states when the next fit has run their before_fit."""
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.history = History(state["history"])
+        self.epoch = state["epochs_done"]
+        self.batches_done = state["batches_done"]
+        self._train_losses = list(state["train_losses"])
+        self.steps = state["steps"]
+        self.best_epoch = state["best_epoch"]
+        if self.history.rows:
+            self.record = dict(self.history.rows[-1])
+        self._pending_state = state
+
+    def _apply_pending_state(self) -> tuple[str, str] | None:
+        state, self._pending_state = self._pending_state, None
+        if state is None:
+            return None
+        from descent.checkpoint import set_rng_state
+
+        names = _callback_keys(self.callbacks)
+        for key, cb in zip(names, self.callbacks, strict=True):
+            if key in state["callbacks"]:
+                cb.load_state_dict(state["callbacks"][key])
+        set_rng_state(state["rng"])
+        done = state["stopped"] not in (None, "interrupted", "error")
+        return (state["stopped"], state["stop_message"]) if done else None
+
     # -- showing the loop -----------------------------------------------------------
     def explain(self) -> str:
         """The seven-step loop as text, with the callbacks attached to each event."""
@@ -287,6 +347,17 @@ class Learner:
             f"Learner(model={type(self.model).__name__}, loss={_name(self.loss_func)}, "
             f"opt={type(self.opt).__name__}(lr={self.lr:g}), callbacks=[{cbs}])"
         )
+
+
+def _callback_keys(callbacks: list[Callback]) -> list[str]:
+    """Names that identify callbacks in a checkpoint: the class name, with #2, #3
+    for further ones of the same class."""
+    seen: dict[str, int] = {}
+    keys = []
+    for cb in callbacks:
+        seen[cb.name] = seen.get(cb.name, 0) + 1
+        keys.append(cb.name if seen[cb.name] == 1 else f"{cb.name}#{seen[cb.name]}")
+    return keys
 
 
 def _item(x: torch.Tensor | None) -> float:

@@ -21,7 +21,14 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], set[str]]] = {
     "adamw": (torch.optim.AdamW, {"betas", "eps", "weight_decay", "amsgrad"}),
     "lbfgs": (
         torch.optim.LBFGS,
-        {"max_iter", "history_size", "line_search_fn", "tolerance_grad", "tolerance_change"},
+        {
+            "max_iter",
+            "max_eval",
+            "history_size",
+            "line_search_fn",
+            "tolerance_grad",
+            "tolerance_change",
+        },
     ),
 }
 

@@ -66,6 +66,12 @@ class PredictionSnapshots(Callback):
         if not self.snapshots:
             self._take(self.learner.epoch)
 
+    def state_dict(self) -> dict:
+        return {"snapshots": [list(s) for s in self.snapshots]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.snapshots = [(int(e), p) for e, p in state["snapshots"]]
+
     def after_epoch(self) -> None:
         e = int(self.learner.record["epoch"])
         if e <= self.dense or (e & (e - 1)) == 0:

@@ -100,6 +100,21 @@ class EarlyStopping(Callback):
                 f"best {self.best:.6g} at epoch {self.best_epoch}",
             )
 
+    def state_dict(self) -> dict:
+        return {
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "wait": self.wait,
+            "best_state": self.best_state,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.monitor, self.mode, self.best = state["monitor"], state["mode"], state["best"]
+        self.best_epoch, self.wait = state["best_epoch"], state["wait"]
+        self.best_state = state["best_state"]
+
     def after_fit(self) -> None:
         if (
             self.restore_best
@@ -150,6 +165,21 @@ class DivergenceGuard(Callback):
             with torch.no_grad():
                 for buf, p in zip(self._cur, self._params, strict=True):
                     buf.copy_(p)
+
+    def state_dict(self) -> dict:
+        return {
+            "first": self.first,
+            "cur": self._cur,
+            "prev": self._prev,
+            "cur_epoch": self._cur_epoch,
+            "prev_epoch": self._prev_epoch,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.first = state["first"]
+        self._cur = [t.clone() for t in state["cur"]]
+        self._prev = None if state["prev"] is None else [t.clone() for t in state["prev"]]
+        self._cur_epoch, self._prev_epoch = state["cur_epoch"], state["prev_epoch"]
 
     def after_epoch(self) -> None:
         loss = self.learner.record["train_loss"]
@@ -216,6 +246,12 @@ class Converged(Callback):
     def before_fit(self) -> None:
         self._values: list[float] = []
 
+    def state_dict(self) -> dict:
+        return {"values": list(self._values)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._values = list(state["values"])
+
     def after_epoch(self) -> None:
         self._values.append(_monitor_value(self.learner, self.monitor))
         if len(self._values) <= self.window:
@@ -247,14 +283,15 @@ class TimeBudget(Callback):
 
 
 class InterruptHandler(Callback):
-    """Ctrl-C (SIGINT) or SIGTERM: finish the batch in progress, then stop cleanly.
+    """Ctrl-C (SIGINT) or SIGTERM: finish the training batch in progress (or the
+    epoch, during validation), then stop cleanly.
 
     The result says "interrupted"; the model keeps its latest parameters. A second
     Ctrl-C during the same fit aborts at once (KeyboardInterrupt). Handlers are
     installed only in the main thread and restored after fit.
     """
 
-    order = -20
+    order = 80  # after the stop rules and displays of an epoch: it ends the fit
     SIGNALS = ("SIGINT", "SIGTERM")
 
     def __init__(self) -> None:
@@ -276,13 +313,17 @@ class InterruptHandler(Callback):
         self.signal_name = signal.Signals(signum).name
 
     def after_batch(self) -> None:
+        # Training batches only: a signal during validation stops after the epoch.
+        if self.signal_name is not None and self.learner.training:
+            self._stop(f"at epoch {self.learner.epoch + 1}, batch {self.learner.batches_done}")
+
+    def after_epoch(self) -> None:
         if self.signal_name is not None:
-            self.learner.interrupted_by = self.signal_name
-            raise CancelFit(
-                "interrupted",
-                f"interrupted by {self.signal_name} at epoch {self.learner.epoch + 1}, "
-                f"batch {self.learner.iter + 1}",
-            )
+            self._stop(f"after epoch {self.learner.record['epoch']}")
+
+    def _stop(self, where: str) -> None:
+        self.learner.interrupted_by = self.signal_name
+        raise CancelFit("interrupted", f"interrupted by {self.signal_name} {where}")
 
     def after_fit(self) -> None:
         for sig, old in self._old.items():

@@ -4,7 +4,8 @@ with the epoch table, a run directory, plots of what it learned, and a summary."
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ from descent.data.batches import Batches
 from descent.data.images import ImageData, load_images
 from descent.data.preprocess import Preprocess
 from descent.errors import ConfigError
+from descent.events import Callback
 from descent.learner import FitResult, Learner
 from descent.losses import get_loss
 from descent.metrics import confusion_matrix, per_class_accuracy, predicted_class
@@ -29,6 +31,7 @@ from descent.plots import (
     save_figure,
 )
 from descent.progress import ProgressDisplay
+from descent.resume import Checkpointer, interrupted_note, load_learner_state, parse_every
 from descent.stopping import EarlyStopping
 
 ONE_OUTPUT_LOSSES = ("mnist", "bce")
@@ -84,7 +87,17 @@ def scores_of(model: torch.nn.Module, x: torch.Tensor, batch: int = 4096) -> tor
     return torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 
-def run_train(cfg: TrainConfig, console: Console | None = None) -> TrainResult:
+def run_train(
+    cfg: TrainConfig,
+    console: Console | None = None,
+    *,
+    resume: tuple[dict, Path] | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> TrainResult:
+    """`descent train`: load images, train, write the run directory, print the summary.
+
+    `resume` = (state, checkpoint path) continues a run (see resume.py); `callbacks`
+    are added to the learner's."""
     console = console or Console(highlight=False, soft_wrap=True)
     say = (lambda *a, **k: None) if cfg.quiet else console.print
     data = load_images(cfg.source, classes=cfg.classes, valid_pct=cfg.valid_pct, seed=cfg.seed)
@@ -96,6 +109,7 @@ def run_train(cfg: TrainConfig, console: Console | None = None) -> TrainResult:
     train_x, valid_x = pre.apply(data.train_x), pre.apply(data.valid_x)
     has_valid = len(valid_x) > 0
     run = RunDir(cfg.out or default_run_name("train"))
+    cfg = replace(cfg, out=str(run))  # config.json names its own folder, for resume
     run.write_config(cfg.to_dict())
     say(
         f"[bold]descent train[/] {data.source}: {len(train_x)} training and {len(valid_x)} "
@@ -106,7 +120,10 @@ def run_train(cfg: TrainConfig, console: Console | None = None) -> TrainResult:
         + (", deskewed" if cfg.deskew else ", raw pixels")
     )
     opt_kwargs = _opt_kwargs(cfg)
-    callbacks = []
+    checkpointer = Checkpointer(
+        run.path / "checkpoints", parse_every(cfg.checkpoint_every), cfg.keep
+    )
+    callbacks = [checkpointer, *callbacks]
     if cfg.patience > 0:
         callbacks.append(EarlyStopping(patience=cfg.patience))
     if not cfg.quiet:
@@ -130,7 +147,11 @@ def run_train(cfg: TrainConfig, console: Console | None = None) -> TrainResult:
         per_epoch = len(learner.train_batches)
         epochs = -(-cfg.steps // per_epoch)
         say(f"{cfg.steps} steps = {epochs} epochs of {per_epoch} batches")
+    if resume is not None:
+        load_learner_state(learner, *resume)
     result = learner.fit(epochs)
+    if result.stopped == "interrupted":
+        console.print(interrupted_note(run, result, checkpointer))
     return finish_train(cfg, learner, result, data, pre, loss, run, console)
 
 
