@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from descent.checkpoint import RunDir, write_json
+from descent.checkpoint import RunDir, atomic_write_text, write_json
 from descent.config import DemoConfig, TrainConfig
 from descent.data.batches import Batches
 from descent.data.synthetic import quadratic, roller_coaster
@@ -60,6 +60,8 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
     run = RunDir(cfg.out)
     run.write_config(cfg.to_dict())
     t, speed = roller_coaster(cfg.seed)  # (20,), (20,) float32, as in the book
+    rows = (f"{a:g},{b!r}" for a, b in zip(t.tolist(), speed.tolist(), strict=True))
+    atomic_write_text(run.file("roller_coaster.csv"), "time,speed\n" + "\n".join(rows) + "\n")
     init = torch.randn(3, generator=torch.Generator().manual_seed(cfg.seed))
 
     def callbacks(min_interval: float) -> list:
@@ -176,7 +178,10 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
         f"  steps: {book_result.steps} (book, {book_result.seconds:.3f} s) + {fit_result.steps} "
         f"(standardised, {fit_result.seconds:.3f} s, stopped: {fit_result.stopped})"
     )
-    say(f"  files: {run}/ config.json metrics.csv book_metrics.csv params.json summary.json")
+    say(
+        f"  files: {run}/ config.json metrics.csv book_metrics.csv params.json summary.json "
+        "roller_coaster.csv"
+    )
     say(f"  plots: {run.plots}/ " + " ".join(p.name for p in plots))
     digits = _demo_digits(cfg, run, console, say)
     return DemoResult(book_result, fit_result, params, final, optimum, run, digits)
@@ -197,6 +202,10 @@ def _demo_digits(cfg: DemoConfig, run: RunDir, console: Console, say) -> TrainRe
         say("The learned weights (red: ink here says 7, blue: ink here says 3):")
         say(heatmap_text(weights), end="")
     say(f"The weight images: {result.run_dir.plots / 'weights.png'}")
+    say(
+        f'\nNext: descent fit {run.file("roller_coaster.csv")} --model "a*time**2 + b*time + c" '
+        f"--y speed    |    descent predict {result.run_dir} some_digit.png"
+    )
     return result
 
 

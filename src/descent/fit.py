@@ -4,6 +4,7 @@ least squares, with standard errors, plots, an optional animation and a summary.
 from __future__ import annotations
 
 import copy
+import difflib
 import math
 import time
 from collections.abc import Sequence
@@ -307,6 +308,13 @@ def run_fit(
         + (f" (+{len(valid_idx)} held out)" if len(valid_idx) else "")
         + (f", {len(table.dropped_rows)} dropped for missing values" if table.dropped_rows else "")
     )
+    for name in formula.params:  # a misspelt column becomes a parameter: say so
+        close = difflib.get_close_matches(name, table.header, n=1, cutoff=0.75)
+        if close:
+            console.print(
+                f"[yellow]warning:[/] {name!r} is not a column, so it is fitted as a parameter; "
+                f"did you mean the column {close[0]!r}?"
+            )
     say("start: " + ", ".join(f"{k} = {v:.6g}" for k, v in model.values().items()))
     say(_describe_solver(cfg))
     curve = fit_curve(
