@@ -431,7 +431,7 @@ def _print_summary(console, curve, result, run, plots, cfg):
         f"  {result.steps} steps ({cfg.optimizer}), {result.seconds:.3f} s, "
         f"stopped: {result.stopped} - {result.message}"
     )
-    say(f"  run: {run}/ config.json metrics.csv params.json summary.json model.json")
+    say(f"  run: {run}/ config.json metrics.csv params.json summary.json model.json checkpoints/")
     say(f"  plots: {run.plots}/ " + " ".join(p.name for p in plots))
 
 

@@ -222,7 +222,8 @@ def finish_train(
             "  per class: " + ", ".join(f"{lab} {acc:.3f}" for lab, acc in per_class.items())
         )
     console.print(
-        f"  run: {run}/ config.json metrics.csv model.safetensors model.json summary.json"
+        f"  run: {run}/ config.json metrics.csv model.safetensors model.json summary.json "
+        "checkpoints/"
     )
     console.print(f"  plots: {run.plots}/ " + " ".join(p.name for p in plots))
     console.print(f"  predict: descent predict {run} IMAGE.png ...")
