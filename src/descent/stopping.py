@@ -162,9 +162,8 @@ class DivergenceGuard(Callback):
                 self._prev = [c.clone() for c in self._cur]
             self._prev, self._cur = self._cur, self._prev
             self._prev_epoch, self._cur_epoch = self._cur_epoch, self.learner.epoch
-            with torch.no_grad():
-                for buf, p in zip(self._cur, self._params, strict=True):
-                    buf.copy_(p)
+            for buf, p in zip(self._cur, self._params, strict=True):
+                buf.copy_(p.detach())  # detached: no grad-mode switch needed
 
     def state_dict(self) -> dict:
         return {

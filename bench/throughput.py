@@ -1,0 +1,340 @@
+"""Training throughput: samples per second for one epoch of 60,000 28x28 images,
+batch 256, plain SGD lr 0.1, cross-entropy, on a linear 784->10 classifier and
+an MLP 784->100->10.
+
+Data: the bundled 5,000 MNIST digits tiled to 60,000, each copy rolled by a
+random shift of up to 2 pixels (common.mnist_60k), uint8. descent trains on the
+uint8 tensor (converted per batch); the other torch loops get the float32 copy
+x / 255, made once outside the timing. Loops, interleaved across repeats:
+
+- descent: Learner(PixelClassifier(784, 10) or MLP(784, 100, 10), Batches(x_uint8,
+  y, 256, seed=0), loss cross_entropy, sgd lr 0.1), guards on (the defaults),
+  progress off as `descent train --quiet` runs it; and with a ProgressDisplay
+  writing to an in-memory Console as `descent train` runs it
+- DataLoader: DataLoader(TensorDataset(x_float, y), batch_size=256, shuffle=True),
+  nn.Linear / nn.Sequential, torch.optim.SGD
+- preloaded: the same model and optimizer, batches x_float[perm[i:i+256]]
+- hand-written gradient (linear): softmax - one-hot, two addmm_, no autograd
+- compute floor: the epoch's matrix products alone (forward, and the backward
+  products autograd needs: dW for every layer, dX for all but the first)
+  on preallocated contiguous float batches
+- scikit-learn SGDClassifier(loss="log_loss", max_iter=1) on float64 x / 255
+- fastai Learner, from a separate venv (FASTAI_PYTHON, default
+  /tmp/fastai-venv/bin/python) when there is one
+
+    python bench/throughput.py [--repeats 5] [--quick] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import header, interleaved, mnist_60k, profile_per_step, table, verdict  # noqa: E402
+from descent import Batches, Learner, ProgressDisplay  # noqa: E402
+from descent.models import MLP, PixelClassifier  # noqa: E402
+
+BS, LR = 256, 0.1
+FASTAI_PYTHON = os.environ.get("FASTAI_PYTHON", "/tmp/fastai-venv/bin/python")
+
+
+def torch_net(kind: str) -> nn.Module:
+    torch.manual_seed(0)
+    if kind == "linear":
+        return nn.Linear(784, 10)
+    return nn.Sequential(nn.Linear(784, 100), nn.ReLU(), nn.Linear(100, 10))
+
+
+def descent_epoch(x8, y, kind: str, progress: bool = False) -> float:
+    model = PixelClassifier(784, 10) if kind == "linear" else MLP(784, 100, 10)
+    cbs = [ProgressDisplay(Console(file=io.StringIO(), width=100))] if progress else []
+    learner = Learner(model, Batches(x8, y, BS, seed=0), loss="cross_entropy",
+                      optimizer="sgd", lr=LR, callbacks=cbs, progress=False)  # fmt: skip
+    t0 = time.perf_counter()
+    learner.fit(1)
+    return time.perf_counter() - t0
+
+
+def _train(net, opt, batches) -> float:
+    t0 = time.perf_counter()
+    for xb, yb in batches:
+        loss = F.cross_entropy(net(xb), yb)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return time.perf_counter() - t0
+
+
+def dataloader_epoch(xf, y, kind: str) -> float:
+    net = torch_net(kind)
+    dl = DataLoader(TensorDataset(xf, y), batch_size=BS, shuffle=True)
+    return _train(net, torch.optim.SGD(net.parameters(), lr=LR), dl)
+
+
+def preloaded_epoch(xf, y, kind: str) -> float:
+    net = torch_net(kind)
+    perm = torch.randperm(len(xf))
+    batches = ((xf[idx], y[idx]) for idx in perm.split(BS))  # drawn lazily, inside the timing
+    return _train(net, torch.optim.SGD(net.parameters(), lr=LR), batches)
+
+
+def u8_select_epoch(x8, y, kind: str) -> float:
+    """What descent's design allows: uint8 data gathered with index_select, scaled
+    inside the first product (addmm's alpha), weights in nn.Linear's (out, in) layout."""
+    net = torch_net(kind)
+    first = net if kind == "linear" else net[0]
+    opt = torch.optim.SGD(net.parameters(), lr=LR)
+    x2 = x8.reshape(len(x8), -1)  # (n, 784) uint8, a view
+    t0 = time.perf_counter()
+    for idx in torch.randperm(len(x8)).split(BS):
+        xb, yb = x2.index_select(0, idx).float(), y.index_select(0, idx)
+        out = torch.addmm(first.bias, xb, first.weight.t(), alpha=1 / 255)
+        out = out if kind == "linear" else net[2](torch.relu(out))
+        loss = F.cross_entropy(out, yb)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return time.perf_counter() - t0
+
+
+def handwritten_epoch(xf, y) -> float:
+    w, b = torch.zeros(784, 10), torch.zeros(10)
+    t0 = time.perf_counter()
+    for idx in torch.randperm(len(xf)).split(BS):
+        xb, yb = xf[idx], y[idx]  # (bs, 784), (bs,)
+        g = torch.addmm(b, xb, w).softmax(1)  # (bs, 10): d loss / d logits, times bs
+        g[torch.arange(len(yb)), yb] -= 1
+        w.addmm_(xb.t(), g, alpha=-LR / len(yb))  # (784, bs) @ (bs, 10)
+        b.sub_(g.sum(0), alpha=LR / len(yb))
+    return time.perf_counter() - t0
+
+
+def matmul_products(kind: str) -> dict[str, dict[str, object]]:
+    """The products of one training step, each in the layouts it can be computed in:
+    {product: {layout: f(xb) -> result}}. w is (in, out) row-major, wt its (out, in)
+    transpose (nn.Linear's layout); g the gradient at a layer's output."""
+    gen = torch.Generator().manual_seed(0)
+    hidden = 10 if kind == "linear" else 100
+    w1 = torch.randn(784, hidden, generator=gen)
+    w1t, g1 = w1.t().contiguous(), torch.randn(BS, hidden, generator=gen)
+    prods = {
+        "forward x @ W1": {"x @ w": lambda xb: xb @ w1, "x @ wt.t()": lambda xb: xb @ w1t.t(),
+                           "(wt @ x.t()).t()": lambda xb: (w1t @ xb.t()).t()},
+        "dW1 = x.t() @ g": {"x.t() @ g": lambda xb: xb.t() @ g1[: len(xb)],
+                            "(g.t() @ x).t()": lambda xb: (g1[: len(xb)].t() @ xb).t()},
+    }  # fmt: skip
+    if kind == "linear":
+        return prods
+    w2 = torch.randn(100, 10, generator=gen)
+    w2t, g2, h = w2.t().contiguous(), torch.randn(BS, 10, generator=gen), torch.rand(BS, 100)
+    prods["forward h @ W2"] = {
+        "h @ w": lambda xb: h[: len(xb)] @ w2,
+        "h @ wt.t()": lambda xb: h[: len(xb)] @ w2t.t(),
+        "(wt @ h.t()).t()": lambda xb: (w2t @ h[: len(xb)].t()).t(),
+    }
+    prods["dW2 = h.t() @ g"] = {
+        "h.t() @ g": lambda xb: h[: len(xb)].t() @ g2[: len(xb)],
+        "(g.t() @ h).t()": lambda xb: (g2[: len(xb)].t() @ h[: len(xb)]).t(),
+    }
+    prods["dH = g @ W2.t()"] = {
+        "g @ wt": lambda xb: g2[: len(xb)] @ w2t,
+        "(w @ g.t()).t()": lambda xb: (w2 @ g2[: len(xb)].t()).t(),
+    }
+    return prods  # fmt: skip
+
+
+def floor(xbs, kind: str, repeats: int) -> tuple[float, list[list]]:
+    """The compute floor: the epoch's matrix products alone, each in its fastest layout
+    (dX of the first layer is not needed), over preallocated contiguous float batches.
+    Returns (seconds per epoch, rows of µs per batch for every product and layout)."""
+
+    def epoch(f):
+        t0 = time.perf_counter()
+        for xb in xbs:
+            f(xb)
+        return time.perf_counter() - t0
+
+    prods = matmul_products(kind)
+    variants = {
+        (p, lay): (lambda f=f: epoch(f)) for p, lays in prods.items() for lay, f in lays.items()
+    }
+    secs = interleaved(variants, repeats)
+    best = {p: min(secs[p, lay] for lay in lays) for p, lays in prods.items()}
+    rows = [[p, lay, 1e6 * secs[p, lay] / len(xbs), "fastest" if secs[p, lay] == best[p] else ""]
+            for p, lays in prods.items() for lay in lays]  # fmt: skip
+    return sum(best.values()), rows
+
+
+def sklearn_epoch(x64, y64) -> float:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import SGDClassifier
+
+    clf = SGDClassifier(loss="log_loss", max_iter=1, tol=None, random_state=0)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(x64, y64)
+    return time.perf_counter() - t0
+
+
+def compare(kind: str, x8, y, xf, repeats: int, extra: dict) -> tuple[dict[str, float], list]:
+    """Median seconds per epoch of each loop for `kind` ("linear" or "mlp"), and the
+    floor's products by layout."""
+    xbs = [b.contiguous() for b in xf.split(BS)]
+    variants = {
+        "descent (guards on, progress off)": lambda: descent_epoch(x8, y, kind),
+        "descent (progress to StringIO)": lambda: descent_epoch(x8, y, kind, progress=True),
+        "DataLoader(TensorDataset) loop": lambda: dataloader_epoch(xf, y, kind),
+        "preloaded tensors, permutation slices": lambda: preloaded_epoch(xf, y, kind),
+        "uint8 + index_select + (out, in) weights": lambda: u8_select_epoch(x8, y, kind),
+    }
+    if kind == "linear":
+        variants["hand-written gradient (no autograd)"] = lambda: handwritten_epoch(xf, y)
+    secs = interleaved(variants, repeats)
+    secs["compute floor (matmuls only)"], layouts = floor(xbs, kind, repeats)
+    secs.update(extra)
+    return secs, layouts
+
+
+def report(title: str, secs: dict[str, float], n: int) -> list[str]:
+    ours = secs["descent (guards on, progress off)"]
+    rows = [[name, f"{n / s:,.0f}", f"{s / ours:.2f}"] for name, s in secs.items()]
+    return [f"### {title}", "", table(["loop", "samples/s", "descent speed-up"], rows), ""]
+
+
+FASTAI_CHILD = """
+import json, sys, time
+import numpy as np, torch, torch.nn.functional as F
+from torch import nn
+from fastai.basics import SGD, DataLoader, DataLoaders, Learner
+import fastai.callback.progress  # adds Learner.no_bar
+torch.set_num_threads(1)
+d = np.load(sys.argv[1])
+x = torch.from_numpy(d["x"]).reshape(len(d["x"]), -1).float() / 255
+y = torch.from_numpy(d["y"])
+repeats, out = int(sys.argv[2]), {"linear": {}, "mlp": {}}
+feeds = {"fastai Learner, list(zip(x, y)) (fastbook ch. 4)": list(zip(x, y)),
+         "fastai Learner, fastai DataLoader(TensorDataset)": torch.utils.data.TensorDataset(x, y)}
+for kind in out:
+    for name, dset in feeds.items():
+        times = []
+        for _ in range(repeats + 1):  # the first is a warm-up
+            torch.manual_seed(0)
+            net = nn.Linear(784, 10) if kind == "linear" else nn.Sequential(
+                nn.Linear(784, 100), nn.ReLU(), nn.Linear(100, 10))
+            dls = DataLoaders(DataLoader(dset, bs=256, shuffle=True),
+                              DataLoader([dset[i] for i in range(256)], bs=256))
+            learn = Learner(dls, net, opt_func=SGD, loss_func=F.cross_entropy)
+            with learn.no_bar(), learn.no_logging():
+                t0 = time.perf_counter()
+                learn.fit(1, lr=0.1)
+                times.append(time.perf_counter() - t0)
+        out[kind][name] = sorted(times[1:])[len(times[1:]) // 2]
+print(json.dumps(out))
+"""
+
+
+def run_fastai(python: str, x8, y, repeats: int) -> tuple[dict, str]:
+    """fastai's Learner, one epoch, in its own venv (never descent's): ({kind: {name:
+    seconds}}, a note). The validation set is one batch of 256 (fastai requires one)."""
+    import json
+    import subprocess
+    import tempfile
+
+    import numpy as np
+
+    if not Path(python).exists():
+        return {}, (f"skipped: no fastai venv at {python} (make one: python -m venv it, install "
+                    "the CPU torch wheel, then fastai; or set FASTAI_PYTHON)")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data.npz"
+        np.savez(data, x=x8.numpy(), y=y.numpy())
+        proc = subprocess.run([python, "-c", FASTAI_CHILD, str(data), str(repeats)],
+                              capture_output=True, text=True, timeout=1800)  # fmt: skip
+    if proc.returncode != 0:
+        return {}, "skipped: the fastai run failed: " + proc.stderr.strip().splitlines()[-1]
+    version = subprocess.run([python, "-c", "import fastai, torch; print(fastai.__version__, "
+                              "torch.__version__)"], capture_output=True, text=True)  # fmt: skip
+    fa, tv = version.stdout.split()
+    note = (
+        f"fastai {fa} on torch {tv} in {python} (a separate venv), 1 thread, "
+        "fit(1) incl. its one validation batch; progress bar and logging off"
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1]), note
+
+
+def main(argv=None) -> str:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="3 repeats, 1 for sklearn and fastai")
+    ap.add_argument("--profile", action="store_true", help="also cProfile descent's epochs")
+    args = ap.parse_args(argv)
+    slow_repeats = 1 if args.quick else 3
+    if args.quick:
+        args.repeats = 3
+    torch.set_num_threads(1)
+    x8, y = mnist_60k()  # (60000, 28, 28) uint8, (60000,)
+    n = len(x8)
+    xf = x8.reshape(n, -1).float() / 255  # (60000, 784) float32, for the other loops
+    lines = header("Throughput: one epoch of 60,000 images, batch 256, samples/s")
+    lines += [
+        f"data: bundled MNIST sample tiled to {n:,} with random shifts <= 2 px; "
+        f"median of {args.repeats} interleaved epochs ({slow_repeats} for scikit-learn and "
+        "fastai), 1 thread. 'descent speed-up' = that loop's time / descent's.",
+        "",
+    ]
+    x64 = xf.double().numpy()
+    sk = sorted(sklearn_epoch(x64, y.numpy()) for _ in range(slow_repeats))[slow_repeats // 2]
+    del x64
+    fast, note = run_fastai(FASTAI_PYTHON, x8, y, slow_repeats)
+    extra = {"scikit-learn SGDClassifier": sk, **fast.get("linear", {})}
+    lin, lin_layouts = compare("linear", x8, y, xf, args.repeats, extra)
+    mlp, mlp_layouts = compare("mlp", x8, y, xf, args.repeats, fast.get("mlp", {}))
+    lines += report("Linear 784 -> 10", lin, n) + report("MLP 784 -> 100 -> 10", mlp, n)
+    if note:
+        lines += [f"fastai: {note}", ""]
+    lines += [
+        "### The floor's matrix products by memory layout (µs per batch of 256)",
+        "",
+        table(["product", "layout", "µs/batch", ""], lin_layouts + mlp_layouts),
+        "",
+    ]
+    d_lin, d_mlp = (
+        lin["descent (guards on, progress off)"],
+        mlp["descent (guards on, progress off)"],
+    )
+    lines += [
+        verdict(
+            "linear: descent / compute floor", lin["compute floor (matmuls only)"] / d_lin, 0.6
+        ),
+        verdict(
+            "linear: descent / DataLoader loop", lin["DataLoader(TensorDataset) loop"] / d_lin, 3.5
+        ),  # fmt: skip
+        verdict("linear: descent / SGDClassifier", sk / d_lin, 15),
+        verdict("MLP: descent / DataLoader loop", mlp["DataLoader(TensorDataset) loop"] / d_mlp, 3),
+        f"(info) MLP: descent / compute floor {mlp['compute floor (matmuls only)'] / d_mlp:.2f}x",
+    ]
+    if args.profile:
+        steps = -(-n // BS)
+        for kind in ("linear", "mlp"):
+            lines += ["", f"### cProfile of descent's {kind} epoch, per step", ""]
+            lines.append(profile_per_step(lambda k=kind: descent_epoch(x8, y, k), steps, 25))
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
