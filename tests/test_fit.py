@@ -372,7 +372,9 @@ def test_drop_missing_fits_the_remaining_rows(tmp_path, capsys):
 @pytest.mark.parametrize(
     "args, text",
     [
-        (["--lr", "0.1"], "--lr has no effect with --optimizer lm"),
+        (["--optimizer", "lm", "--lr", "0.1"], "--lr has no effect with --optimizer lm"),
+        (["--optimizer", "lm", "--lr", "auto"], "--optimizer lm takes none"),
+        (["--optimizer", "lm", "--schedule", "cosine"], "--optimizer lm has none"),
         (["--init", "a=1,b"], "name=value"),
         (["--init", "a=x"], "is not a number"),
         (["--init", "a=1,b=2,c=3,d=4"], "not parameters"),
@@ -388,3 +390,10 @@ def test_bad_fit_options(coaster_csv, tmp_path, capsys, args, text):
     )
     err = capsys.readouterr().err
     assert code == 2 and text in err, err
+
+
+def test_lr_that_is_not_a_number_or_auto(coaster_csv, capsys):
+    path, _, _ = coaster_csv
+    with pytest.raises(SystemExit) as e:
+        main(["fit", str(path), "--model", "a*time+b", "--y", "speed", "--lr", "fast"])
+    assert e.value.code == 2 and "a number such as 0.01, or auto" in capsys.readouterr().err

@@ -130,6 +130,18 @@ def test_sigkill_mid_epoch_then_resume_is_bit_exact(tmp_path, uninterrupted_trai
     assert summary["stopped"] in ("early_stopping", "max_epochs")
 
 
+@pytest.mark.parametrize("schedule", ["one-cycle", "plateau"])
+def test_sigkill_with_a_schedule_then_resume_is_bit_exact(tmp_path, schedule):
+    cfg = {**TRAIN, "schedule": schedule, "patience": 0, "epochs": 4, "model": "linear"}
+    whole = tmp_path / "whole"
+    run_train(TrainConfig(**cfg, out=str(whole)), QUIET)
+    out = tmp_path / "run"
+    killed_run(tmp_path, "train", {**cfg, "out": str(out), "checkpoint_every": "5steps"},
+               "batch", 2, 9)  # fmt: skip
+    resume(out, QUIET, quiet=True)
+    assert_same_run(out, whole)
+
+
 def test_sigkill_between_epochs_then_resume_is_bit_exact(tmp_path, uninterrupted_train):
     out = tmp_path / "run"
     killed_run(tmp_path, "train", {**TRAIN, "out": str(out)}, "epoch", 3)

@@ -171,7 +171,7 @@ def test_saved_model_predicts_like_the_trained_one(tmp_path):
     result = train(tmp_path, classes=["3", "7"], epochs=3)
     model, desc = load_model(tmp_path / "run")
     assert desc["labels"] == ["3", "7"] and desc["preprocessing"]["deskew"] is True
-    assert desc["kind"] == "pixels" and desc["tensors"] == {"weights": [784, 1], "bias": [1]}
+    assert desc["kind"] == "pixels" and desc["tensors"] == {"weights": [1, 784], "bias": [1]}
     x = load_images("mnist-sample", classes=["3", "7"]).valid_x[:50]
     x = Preprocess(deskew=True).apply(x)
     with torch.no_grad():
@@ -216,7 +216,7 @@ def test_models_match_their_definitions():
     x = torch.randint(0, 256, (5, 28, 28), generator=g, dtype=torch.uint8)
     lin = PixelClassifier(784, 10, init_std=0.1)
     flat = x.reshape(5, -1).float() / 255
-    torch.testing.assert_close(lin(x), flat @ lin.weights + lin.bias)
+    torch.testing.assert_close(lin(x), flat @ lin.weights.T + lin.bias)
     mlp = MLP(784, 30, 1)
     h = torch.relu(flat @ mlp.layer1.weight.t() + mlp.layer1.bias)
     torch.testing.assert_close(mlp(x), h @ mlp.layer2.weight.t() + mlp.layer2.bias)

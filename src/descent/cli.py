@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="default auto: bce with one output for two classes, else cross_entropy",
     )
     _add_optim_options(train, "adam", "3e-3")
+    _add_schedule_option(train)
     train.add_argument("--batch-size", type=int, help="default: 128")
     train.add_argument("--epochs", type=int, help="the most epochs to train (default: 30)")
     train.add_argument("--steps", type=int, help="train for this many steps instead of --epochs")
@@ -155,7 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--optimizer", choices=["lm", "sgd", "adam", "adamw", "lbfgs"], help="default: lm"
     )
-    fit.add_argument("--lr", type=float, help="learning rate (sgd 0.5, adam 1, lbfgs 1)")
+    fit.add_argument(
+        "--lr",
+        type=lr_value,
+        help="learning rate (sgd 0.5, adam 1, lbfgs 1), or auto to run lr-find first; "
+        "with no --optimizer, --lr means --optimizer sgd",
+    )
+    _add_schedule_option(fit)
     fit.add_argument("--momentum", type=float, help="SGD momentum (default: 0)")
     fit.add_argument("--epochs", type=int, help="the most steps (default: 10000)")
     fit.add_argument(
@@ -186,6 +193,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.set_defaults(run=_run_fit)
 
+    for name, help_text, desc in (
+        (
+            "lr-find",
+            "find a learning rate: loss against an exponentially growing rate",
+            "Runs the learning-rate range test on the model that `descent train SOURCE` (or, "
+            "with --y, `descent fit CSV`) would train: the rate grows from --start-lr to "
+            "--end-lr over --iterations batches, the loss is measured after each, and the "
+            "model is put back. Prints named suggestions and writes lr_find.png. The same "
+            "seed gives the same suggestion.",
+        ),
+        (
+            "lr-sweep",
+            "train K copies at K learning rates at once and compare them",
+            "Trains one copy of the model per rate in --lrs, all at once as one vectorised "
+            "computation over the same batches, for --epochs epochs; reports each rate's "
+            "final and best loss, marks the ones that diverge, picks the best, and writes "
+            "sweep.png.",
+        ),
+    ):
+        lp = sub.add_parser(name, parents=[common], help=help_text, description=desc)
+        lp.add_argument("source", help="what train takes (e.g. mnist-sample), or a CSV with --y")
+        lp.add_argument("--model", help="linear or mlp; with --y, the formula to fit")
+        lp.add_argument("--y", help="fit mode: the column to fit (as in `descent fit`)")
+        lp.add_argument("--x", action="append", help="fit mode: an input column")
+        lp.add_argument("--init", help="fit mode: starting values, e.g. a=1,b=0")
+        lp.add_argument("--classes", help="train mode: labels to keep, e.g. 3,7")
+        lp.add_argument("--hidden", type=int, help="train mode: hidden units of the mlp")
+        lp.add_argument("--loss", choices=["auto", "mnist", "bce", "cross_entropy"])
+        lp.add_argument(
+            "--optimizer",
+            choices=["sgd", "adam", "adamw", "lbfgs"],
+            help="default: train's adam; fit's sgd (lm has no learning rate)",
+        )
+        lp.add_argument("--momentum", type=float, help="SGD momentum (default: 0)")
+        lp.add_argument("--batch-size", type=int, help="train mode (default: 128)")
+        lp.add_argument("--valid-pct", type=float, help="validation share")
+        lp.add_argument("--seed", type=int, help="split, initial weights and batch order")
+        lp.add_argument("--no-deskew", dest="deskew", action="store_false", default=None)
+        lp.add_argument("--no-scale", dest="scale", action="store_false", default=None)
+        lp.add_argument("--out", help=f"output folder (default: runs/{name}-<time>)")
+        if name == "lr-find":
+            lp.add_argument("--start-lr", type=float, default=1e-7, help="default: 1e-7")
+            lp.add_argument("--end-lr", type=float, default=10.0, help="default: 10")
+            lp.add_argument("--iterations", type=int, default=100, help="default: 100")
+            lp.set_defaults(run=_run_lr_find)
+        else:
+            lp.add_argument(
+                "--lrs",
+                default="1e-4:1:16",
+                help="LO:HI:K, K rates log-spaced from LO to HI, or a list 0.01,0.1,1 "
+                "(default: 1e-4:1:16)",
+            )
+            lp.add_argument("--epochs", type=int, default=3, help="default: 3")
+            lp.set_defaults(run=_run_lr_sweep)
+
     resume = sub.add_parser(
         "resume",
         parents=[common],
@@ -212,13 +274,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def lr_value(text: str) -> float | str:
+    """--lr: a positive number, or auto (the finder's suggestion)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a learning rate: give a number such as 0.01, or auto"
+        ) from None
+
+
 def _add_optim_options(p: argparse.ArgumentParser, optimizer: str, lr: str) -> None:
     p.add_argument(
         "--optimizer", choices=["sgd", "adam", "adamw", "lbfgs"], help=f"default: {optimizer}"
     )
-    p.add_argument("--lr", type=float, help=f"learning rate (default: {lr})")
+    p.add_argument(
+        "--lr", type=lr_value, help=f"learning rate, or auto to run lr-find first (default: {lr})"
+    )
     p.add_argument("--momentum", type=float, help="SGD momentum (default: 0)")
     p.add_argument("--weight-decay", type=float, help="L2 penalty (default: 0)")
+
+
+def _add_schedule_option(p: argparse.ArgumentParser) -> None:
+    from descent.schedules import SCHEDULES
+
+    p.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        help="how the learning rate changes: one-cycle (fastai's), cosine, step (/10 at "
+        "1/3 and 2/3), plateau (/10 when valid_loss stalls) (default: constant)",
+    )
 
 
 def _add_checkpoint_options(p: argparse.ArgumentParser, default: str) -> None:
@@ -291,9 +378,63 @@ def _run_fit(args: argparse.Namespace) -> int:
     given = _given(args, names)
     if "init" in given:
         given["init"] = parse_init(given["init"])
+    if "lr" in given and "optimizer" not in given:
+        # Levenberg-Marquardt, the default, takes no learning rate: asking for one
+        # asks for gradient descent.
+        given["optimizer"] = "sgd"
+        if not args.quiet:
+            print("--lr given without --optimizer: fitting by gradient descent (sgd)")
     cfg = replace(FitConfig(data=args.data, quiet=args.quiet), **given)
     result = run_fit(cfg)
     return _exit_code(result.fit.stopped, result.fit.signal)
+
+
+def _lr_tool_config(args: argparse.Namespace):
+    """A TrainConfig (or, with --y, a FitConfig) from lr-find / lr-sweep options."""
+    from dataclasses import fields
+
+    from descent.config import FitConfig, TrainConfig
+    from descent.errors import ConfigError
+
+    if args.y is not None:
+        if not args.model:
+            raise ConfigError("fit mode (--y given) needs --model with the formula to fit")
+        names = [f.name for f in fields(FitConfig)]
+        given = _given(args, [n for n in names if n not in ("data", "quiet", "out", "y")])
+        if "init" in given:
+            given["init"] = parse_init(given["init"])
+        given.setdefault("optimizer", "sgd")
+        return FitConfig(data=args.source, y=args.y, quiet=args.quiet, **given)
+    for opt in ("x", "init"):
+        if getattr(args, opt) is not None:
+            raise ConfigError(f"--{opt} is for fit mode (with --y); train mode takes images")
+    names = [f.name for f in fields(TrainConfig)]
+    given = _given(args, [n for n in names if n not in ("source", "quiet", "out", "epochs")])
+    if "classes" in given:
+        given["classes"] = [c.strip() for c in given["classes"].split(",") if c.strip()]
+    return TrainConfig(source=args.source, quiet=args.quiet, **given)
+
+
+def _run_lr_find(args: argparse.Namespace) -> int:
+    from descent.lr_jobs import run_lr_find
+
+    run_lr_find(
+        _lr_tool_config(args),
+        start_lr=args.start_lr,
+        end_lr=args.end_lr,
+        steps=args.iterations,
+        out=args.out,
+    )
+    return 0
+
+
+def _run_lr_sweep(args: argparse.Namespace) -> int:
+    from descent.lr_jobs import run_lr_sweep
+    from descent.sweep import parse_lrs
+
+    lrs = parse_lrs(args.lrs)
+    run_lr_sweep(_lr_tool_config(args), lrs, epochs=args.epochs, out=args.out)
+    return 0
 
 
 def _run_predict(args: argparse.Namespace) -> int:

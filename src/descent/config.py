@@ -48,7 +48,12 @@ class TrainConfig:
     # Adam at 3e-3 with batches of 128 trains both models in 10-25 epochs on the
     # bundled sample with no tuning; SGD needs its lr matched to the loss's curvature.
     optimizer: str = "adam"
-    lr: float = 3e-3
+    # A number, or "auto": run the learning-rate finder first (lr_find.py) and train
+    # at its suggestion; config.json then holds the rate and `lr_found` says why.
+    lr: float | str = 3e-3
+    lr_found: str | None = None
+    # constant, one-cycle, cosine, step or plateau (schedules.py).
+    schedule: str = "constant"
     momentum: float = 0.0
     weight_decay: float = 0.0
     batch_size: int = 128
@@ -110,8 +115,12 @@ class FitConfig:
     # values from both starting points of all 27 StRD problems (bench/nist_fit.py);
     # sgd, adam and lbfgs (torch.optim) are there to watch and compare.
     optimizer: str = "lm"
-    # None: the optimizer's own default (sgd 0.5, adam 1, lbfgs 1; lm takes none).
-    lr: float | None = None
+    # None: the optimizer's own default (sgd 0.5, adam 1, lbfgs 1; lm takes none);
+    # "auto": the learning-rate finder's suggestion (lr_found says what it saw).
+    lr: float | str | None = None
+    lr_found: str | None = None
+    # constant, one-cycle, cosine, step or plateau (sgd, adam and lbfgs only).
+    schedule: str = "constant"
     momentum: float = 0.0
     # The most steps; MGH10 from NIST's first start needs ~7,600 LM steps.
     epochs: int = 10_000

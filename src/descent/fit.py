@@ -23,6 +23,7 @@ from descent.errors import ConfigError
 from descent.events import Callback
 from descent.learner import FitResult, Learner
 from descent.levenberg import LevenbergMarquardt, Residuals, decompose, standard_errors
+from descent.lr_find import lr_find, plot_lr_find
 from descent.models.formula import FormulaModel, parse_formula
 from descent.models.function import FunctionModel
 from descent.plots import (
@@ -34,6 +35,7 @@ from descent.plots import (
 )
 from descent.progress import ProgressDisplay
 from descent.resume import Checkpointer, interrupted_note, load_learner_state, parse_every
+from descent.schedules import Schedule, check_schedule, schedule_plots
 from descent.stopping import Converged, OptimizerStop
 
 # In whitened parameters the curvature is ~1 in every direction: sgd is stable below 2.
@@ -146,6 +148,7 @@ def fit_curve(
     momentum: float = 0.0,
     epochs: int = 10_000,
     scale: bool = True,
+    schedule: str = "constant",
     snapshot_x: torch.Tensor | None = None,
     console: Console | None = None,
     callbacks: Sequence[Callback] = (),
@@ -170,6 +173,13 @@ def fit_curve(
         )
     if momentum and optimizer != "sgd":
         raise ConfigError(f"--momentum is for --optimizer sgd, not {optimizer}")
+    if check_schedule(schedule) != "constant":
+        if optimizer == "lm":
+            raise ConfigError(
+                f"--schedule {schedule} changes a learning rate, and --optimizer lm has none: "
+                "use it with --optimizer sgd, adam or lbfgs"
+            )
+        callbacks = [*callbacks, Schedule(schedule)]
     init = model.params.detach().clone()
     opts = dict(
         valid=valid,
@@ -296,6 +306,17 @@ def run_fit(
     model = FormulaModel(formula, cfg.init)
     train_idx, valid_idx = random_split(len(y), cfg.valid_pct, cfg.seed)
     xt, yt = x[train_idx], y[train_idx]
+    found = None
+    if cfg.lr == "auto":
+        if cfg.optimizer == "lm":
+            raise ConfigError(
+                "--lr auto finds a learning rate, and --optimizer lm takes none: "
+                "use --optimizer sgd, adam or lbfgs with it"
+            )
+        found = find_fit_lr(cfg, model, xt, yt, (x[valid_idx], y[valid_idx]))
+        cfg = replace(cfg, lr=found.suggestion, lr_found=found.describe())
+    elif cfg.lr is not None and not isinstance(cfg.lr, (int, float)):
+        raise ConfigError(f"--lr must be a number or auto, got {cfg.lr!r}")
     run = RunDir(cfg.out or f"runs/fit-{time.strftime('%Y%m%d-%H%M%S')}")
     cfg = replace(cfg, out=str(run))  # config.json names its own folder, for resume
     run.write_config(cfg.to_dict())
@@ -316,6 +337,9 @@ def run_fit(
                 f"did you mean the column {close[0]!r}?"
             )
     say("start: " + ", ".join(f"{k} = {v:.6g}" for k, v in model.values().items()))
+    if found is not None:
+        save_figure(plot_lr_find(found), run.plots / "lr_find.png")
+        say(f"--lr auto: {found.describe()}; plot {run.plots / 'lr_find.png'}")
     say(_describe_solver(cfg))
     curve = fit_curve(
         model,
@@ -327,6 +351,7 @@ def run_fit(
         momentum=cfg.momentum,
         epochs=cfg.epochs,
         scale=cfg.scale,
+        schedule=cfg.schedule,
         snapshot_x=_curve_x(x),
         console=None if cfg.quiet else console,
         callbacks=[checkpointer, *callbacks],
@@ -335,6 +360,20 @@ def run_fit(
     if curve.fit.stopped == "interrupted":
         console.print(interrupted_note(run, curve.fit, checkpointer))
     return _finish_fit(cfg, curve, formula, x, y, run, console)
+
+
+def fit_learner(cfg: FitConfig, model, x, y, valid=None, lr: float | None = None):
+    """The learner `descent fit` would train (a copy of `model`), for the lr tools."""
+    learner, _ = _make_learner(
+        copy.deepcopy(model), x, y, valid=valid, optimizer=cfg.optimizer, lr=lr,
+        momentum=cfg.momentum, scale=cfg.scale, snapshot_x=None, console=None,
+    )  # fmt: skip
+    return learner
+
+
+def find_fit_lr(cfg: FitConfig, model, x, y, valid=None):
+    """The learning-rate finder on the fit's learner (whitened, as it will train)."""
+    return lr_find(fit_learner(cfg, model, x, y, valid))
 
 
 def _curve_x(x: torch.Tensor) -> torch.Tensor:
@@ -370,6 +409,8 @@ def _finish_fit(cfg, curve, formula, x, y, run, console):
     result.history.save_csv(run.file("metrics.csv"))
     write_json(run.file("params.json"), {"params": curve.params, "stderr": curve.stderr})
     plots = _fit_plots(run, curve, formula, x, y, cfg) if cfg.plots else []
+    if cfg.plots:
+        plots += schedule_plots(curve.learner, run)
     if cfg.animate:
         _animate(cfg.animate, curve.snapshots, x, y, formula, cfg)
     summary = {
@@ -385,6 +426,9 @@ def _finish_fit(cfg, curve, formula, x, y, run, console):
         "n": curve.n,
         "dof": curve.n - len(curve.params),
         "optimizer": cfg.optimizer,
+        "lr": cfg.lr,
+        "lr_found": cfg.lr_found,
+        "schedule": cfg.schedule,
         "stopped": result.stopped,
         "message": result.message,
         "steps": result.steps,

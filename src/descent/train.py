@@ -20,6 +20,7 @@ from descent.errors import ConfigError
 from descent.events import Callback
 from descent.learner import FitResult, Learner
 from descent.losses import get_loss
+from descent.lr_find import lr_find, plot_lr_find
 from descent.metrics import confusion_matrix, per_class_accuracy, predicted_class
 from descent.models import MLP, PixelClassifier
 from descent.plots import (
@@ -32,6 +33,7 @@ from descent.plots import (
 )
 from descent.progress import ProgressDisplay
 from descent.resume import Checkpointer, interrupted_note, load_learner_state, parse_every
+from descent.schedules import Schedule, check_schedule, schedule_plots
 from descent.stopping import EarlyStopping
 
 ONE_OUTPUT_LOSSES = ("mnist", "bce")
@@ -87,6 +89,54 @@ def scores_of(model: torch.nn.Module, x: torch.Tensor, batch: int = 4096) -> tor
     return torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 
+@dataclass
+class TrainData:
+    """Everything `descent train` derives from its config before the learner."""
+
+    data: ImageData
+    pre: Preprocess
+    loss: str
+    train_x: torch.Tensor  # preprocessed uint8 images
+    valid_x: torch.Tensor
+    n_outputs: int
+
+
+def prepare_data(cfg: TrainConfig) -> TrainData:
+    data = load_images(cfg.source, classes=cfg.classes, valid_pct=cfg.valid_pct, seed=cfg.seed)
+    loss = choose_loss(cfg, len(data.labels))
+    n_outputs = 1 if loss in ONE_OUTPUT_LOSSES else len(data.labels)
+    pre = Preprocess(size=data.size, deskew=cfg.deskew)
+    return TrainData(data, pre, loss, pre.apply(data.train_x), pre.apply(data.valid_x), n_outputs)
+
+
+def make_learner(
+    cfg: TrainConfig, td: TrainData, lr: float, callbacks: Sequence[Callback] = ()
+) -> Learner:
+    """A fresh model (seeded by cfg.seed) and its learner, as `descent train` runs it."""
+    h, w = td.data.size
+    has_valid = len(td.valid_x) > 0
+    return Learner(
+        make_model(cfg, h * w, td.n_outputs),
+        Batches(td.train_x, td.data.train_y, cfg.batch_size, seed=cfg.seed),
+        Batches(td.valid_x, td.data.valid_y, max(cfg.batch_size, 1024)) if has_valid else None,
+        loss=td.loss,
+        optimizer=cfg.optimizer,
+        lr=lr,
+        opt_kwargs=_opt_kwargs(cfg),
+        metrics=["accuracy"] if has_valid else [],
+        callbacks=callbacks,
+        progress=False,
+    )
+
+
+def epochs_for(cfg: TrainConfig, batches_per_epoch: int) -> int:
+    if cfg.steps is None:
+        return cfg.epochs
+    if cfg.steps < 1:
+        raise ConfigError(f"--steps must be at least 1, got {cfg.steps}")
+    return -(-cfg.steps // batches_per_epoch)
+
+
 def run_train(
     cfg: TrainConfig,
     console: Console | None = None,
@@ -97,62 +147,56 @@ def run_train(
     """`descent train`: load images, train, write the run directory, print the summary.
 
     `resume` = (state, checkpoint path) continues a run (see resume.py); `callbacks`
-    are added to the learner's."""
+    are added to the learner's. `cfg.lr` "auto" runs the learning-rate finder first
+    (lr_find.py) and trains at its suggestion; config.json records the rate chosen."""
     console = console or Console(highlight=False, soft_wrap=True)
     say = (lambda *a, **k: None) if cfg.quiet else console.print
-    data = load_images(cfg.source, classes=cfg.classes, valid_pct=cfg.valid_pct, seed=cfg.seed)
-    labels, (h, w) = data.labels, data.size
-    loss = choose_loss(cfg, len(labels))
-    n_outputs = 1 if loss in ONE_OUTPUT_LOSSES else len(labels)
-    model = make_model(cfg, h * w, n_outputs)
-    pre = Preprocess(size=(h, w), deskew=cfg.deskew)
-    train_x, valid_x = pre.apply(data.train_x), pre.apply(data.valid_x)
-    has_valid = len(valid_x) > 0
+    td = prepare_data(cfg)
+    data, labels, (h, w) = td.data, td.data.labels, td.data.size
+    check_schedule(cfg.schedule)
+    found = None
+    if cfg.lr == "auto":
+        found = lr_find(make_learner(cfg, td, 1e-3))
+        cfg = replace(cfg, lr=found.suggestion, lr_found=found.describe())
+    elif not isinstance(cfg.lr, (int, float)):
+        raise ConfigError(f"--lr must be a number or auto, got {cfg.lr!r}")
     run = RunDir(cfg.out or default_run_name("train"))
     cfg = replace(cfg, out=str(run))  # config.json names its own folder, for resume
     run.write_config(cfg.to_dict())
     say(
-        f"[bold]descent train[/] {data.source}: {len(train_x)} training and {len(valid_x)} "
-        f"validation images ({data.split}), {h}x{w}, classes {', '.join(labels)}"
+        f"[bold]descent train[/] {data.source}: {len(td.train_x)} training and "
+        f"{len(td.valid_x)} validation images ({data.split}), {h}x{w}, "
+        f"classes {', '.join(labels)}"
     )
-    say(
-        f"model {model!r}, loss {loss}, {cfg.optimizer} lr {cfg.lr:g}, batch {cfg.batch_size}"
-        + (", deskewed" if cfg.deskew else ", raw pixels")
-    )
-    opt_kwargs = _opt_kwargs(cfg)
+    if found is not None:
+        save_figure(plot_lr_find(found), run.plots / "lr_find.png")
+        say(f"--lr auto: {found.describe()}; plot {run.plots / 'lr_find.png'}")
     checkpointer = Checkpointer(
         run.path / "checkpoints", parse_every(cfg.checkpoint_every), cfg.keep
     )
     callbacks = [checkpointer, *callbacks]
+    if cfg.schedule != "constant":
+        callbacks.append(Schedule(cfg.schedule))
     if cfg.patience > 0:
         callbacks.append(EarlyStopping(patience=cfg.patience))
     if not cfg.quiet:
         callbacks.append(ProgressDisplay(console))
-    learner = Learner(
-        model,
-        Batches(train_x, data.train_y, cfg.batch_size, seed=cfg.seed),
-        Batches(valid_x, data.valid_y, max(cfg.batch_size, 1024)) if has_valid else None,
-        loss=loss,
-        optimizer=cfg.optimizer,
-        lr=cfg.lr,
-        opt_kwargs=opt_kwargs,
-        metrics=["accuracy"] if has_valid else [],
-        callbacks=callbacks,
-        progress=False,
+    learner = make_learner(cfg, td, cfg.lr, callbacks)
+    say(
+        f"model {learner.model!r}, loss {td.loss}, {cfg.optimizer} lr {cfg.lr:g}"
+        + (f" ({cfg.schedule} schedule)" if cfg.schedule != "constant" else "")
+        + f", batch {cfg.batch_size}"
+        + (", deskewed" if cfg.deskew else ", raw pixels")
     )
-    epochs = cfg.epochs
+    epochs = epochs_for(cfg, len(learner.train_batches))
     if cfg.steps is not None:
-        if cfg.steps < 1:
-            raise ConfigError(f"--steps must be at least 1, got {cfg.steps}")
-        per_epoch = len(learner.train_batches)
-        epochs = -(-cfg.steps // per_epoch)
-        say(f"{cfg.steps} steps = {epochs} epochs of {per_epoch} batches")
+        say(f"{cfg.steps} steps = {epochs} epochs of {len(learner.train_batches)} batches")
     if resume is not None:
         load_learner_state(learner, *resume)
     result = learner.fit(epochs)
     if result.stopped == "interrupted":
         console.print(interrupted_note(run, result, checkpointer))
-    return finish_train(cfg, learner, result, data, pre, loss, run, console)
+    return finish_train(cfg, learner, result, data, td.pre, td.loss, run, console)
 
 
 def _opt_kwargs(cfg: TrainConfig) -> dict:
@@ -190,12 +234,17 @@ def finish_train(
     save_model(model, run.path, labels=labels, preprocessing=pre.to_dict(), loss=loss)
     result.history.save_csv(run.file("metrics.csv"))
     plots = _train_plots(run, model, data, valid_x, scores, cm, labels, result, loss)
+    plots += schedule_plots(learner, run)
     summary = {
         "source": data.source,
         "split": data.split,
         "labels": labels,
         "model": model.kind,
         "loss": loss,
+        "optimizer": cfg.optimizer,
+        "lr": cfg.lr,
+        "lr_found": cfg.lr_found,
+        "schedule": cfg.schedule,
         "stopped": result.stopped,
         "message": result.message,
         "epochs": result.epochs,

@@ -1,0 +1,130 @@
+"""`descent lr-find` and `descent lr-sweep`: the learning-rate tools on any `train` or
+`fit` configuration, with a run directory (plot + JSON) and a printed table."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from rich.console import Console
+
+from descent.checkpoint import RunDir, write_json
+from descent.config import FitConfig, TrainConfig
+from descent.errors import ConfigError
+from descent.lr_find import LRFindResult, lr_find, plot_lr_find
+from descent.plots import save_figure
+
+
+@dataclass
+class LRJobResult:
+    run_dir: RunDir
+    summary: dict
+    find: LRFindResult | None = None
+    sweep: object | None = None  # sweep.SweepResult
+
+
+def _learner_for(cfg: TrainConfig | FitConfig, lr: float):
+    """The learner that `descent train` / `descent fit` would build for cfg."""
+    if isinstance(cfg, TrainConfig):
+        from descent.train import make_learner, prepare_data
+
+        return make_learner(cfg, prepare_data(cfg), lr)
+    from descent.data.batches import random_split
+    from descent.fit import fit_learner, load_fit_data
+    from descent.models.formula import FormulaModel
+
+    if cfg.optimizer == "lm":
+        cfg = replace(cfg, optimizer="sgd")
+    formula, x, y, _ = load_fit_data(cfg)
+    train_idx, valid_idx = random_split(len(y), cfg.valid_pct, cfg.seed)
+    return fit_learner(
+        cfg, FormulaModel(formula, cfg.init), x[train_idx], y[train_idx],
+        (x[valid_idx], y[valid_idx]), lr=lr,
+    )  # fmt: skip
+
+
+def _what(cfg: TrainConfig | FitConfig) -> str:
+    if isinstance(cfg, TrainConfig):
+        return f"train {cfg.source}, {cfg.model}, {cfg.optimizer}, batch {cfg.batch_size}"
+    optimizer = "sgd" if cfg.optimizer == "lm" else cfg.optimizer
+    scaled = ", whitened parameters" if cfg.scale else ""
+    return f"fit {cfg.data}: {cfg.y} = {cfg.model}, {optimizer}{scaled}"
+
+
+def run_lr_find(
+    cfg: TrainConfig | FitConfig,
+    *,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    steps: int = 100,
+    out: str | None = None,
+    console: Console | None = None,
+) -> LRJobResult:
+    """The range test (lr_find.py) on cfg's learner; writes lr_find.png and lr_find.json."""
+    console = console or Console(highlight=False, soft_wrap=True)
+    learner = _learner_for(cfg, 1e-3)
+    result = lr_find(learner, start_lr=start_lr, end_lr=end_lr, steps=steps)
+    run = RunDir(out or f"runs/lr-find-{time.strftime('%Y%m%d-%H%M%S')}")
+    plot = save_figure(
+        plot_lr_find(result, title=f"lr-find: {_what(cfg)}"), run.path / "lr_find.png"
+    )
+    summary = {"config": cfg.to_dict(), **result.to_json()}
+    write_json(run.file("lr_find.json"), summary)
+    console.print(f"[bold]descent lr-find[/] {_what(cfg)}")
+    console.print(
+        f"{len(result.lrs)} steps from {result.lrs[0]:.3g} to {result.lrs[-1]:.3g} "
+        f"({result.stopped}), {result.monitor} measured after each, {result.seconds:.1f} s"
+    )
+    width = max(len(k) for k in result.suggestions)
+    for name, lr in result.suggestions.items():
+        mark = "  <- suggested" if name == result.choice else ""
+        console.print(f"  {name:<{width}}  {lr:.3g}{mark}", markup=False)
+    console.print(f"plot: {plot}   data: {run.file('lr_find.json')}")
+    console.print(f"use it: --lr {result.suggestion:.3g} (or --lr auto)")
+    return LRJobResult(run, summary, find=result)
+
+
+def run_lr_sweep(
+    cfg: TrainConfig | FitConfig,
+    lrs: Sequence[float],
+    *,
+    epochs: int = 3,
+    out: str | None = None,
+    console: Console | None = None,
+) -> LRJobResult:
+    """K copies of cfg's model trained at K rates at once (sweep.py); writes
+    sweep.png and sweep.json and prints each rate's losses."""
+    from descent.sweep import lr_sweep, sweep_plot
+
+    console = console or Console(highlight=False, soft_wrap=True)
+    if epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {epochs}")
+    learner = _learner_for(cfg, 1e-3)
+    opt_name = cfg.optimizer if cfg.optimizer != "lm" else "sgd"
+    opt_kwargs = {"momentum": cfg.momentum} if cfg.momentum else {}
+    if isinstance(cfg, TrainConfig) and cfg.weight_decay:
+        opt_kwargs["weight_decay"] = cfg.weight_decay
+    result = lr_sweep(
+        learner.model,
+        learner.train_batches,
+        learner.valid_batches,
+        loss=learner.loss_func,
+        lrs=list(lrs),
+        epochs=epochs,
+        optimizer=opt_name,
+        opt_kwargs=opt_kwargs,
+        metrics=learner.metrics,
+    )
+    run = RunDir(out or f"runs/lr-sweep-{time.strftime('%Y%m%d-%H%M%S')}")
+    plot = run.path / "sweep.png"
+    sweep_plot(result, plot)
+    summary = {"config": cfg.to_dict(), **result.to_json()}
+    write_json(run.file("sweep.json"), summary)
+    console.print(
+        f"[bold]descent lr-sweep[/] {_what(cfg)}: {len(result.lrs)} rates at once, "
+        f"{epochs} epochs, {result.seconds:.1f} s"
+    )
+    console.print(result.table(), markup=False)
+    console.print(f"best: lr {result.best_lr:.3g}   plot: {plot}   data: {run.file('sweep.json')}")
+    return LRJobResult(run, summary, sweep=result)
