@@ -148,7 +148,6 @@ def main(argv=None) -> str:
     ap.add_argument("--quick", action="store_true", help="only the 8 problems of ../shared/nist")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)
     problems = json.loads((HERE / "problems.json").read_text())
     if args.quick:
         problems = {k: v for k, v in problems.items() if v["difficulty"] == "Lower"}

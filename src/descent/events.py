@@ -72,8 +72,11 @@ class Callback:
         return type(self).__name__
 
     def handled_events(self) -> list[str]:
-        """The events this callback overrides."""
-        return [e for e in EVENTS if getattr(type(self), e, None) is not getattr(Callback, e)]
+        """The events this callback overrides (worked out once per class)."""
+        cls = type(self)
+        if "_handled" not in cls.__dict__:
+            cls._handled = [e for e in EVENTS if getattr(cls, e, None) is not getattr(Callback, e)]
+        return cls._handled
 
     def state_dict(self) -> dict:
         """JSON-able state for checkpoints (tensors under key "tensors")."""

@@ -211,9 +211,14 @@ def fit_curve(
     if isinstance(learner.model, ScaledModel):
         with torch.no_grad():
             model.params.copy_(learner.model.unscaled())
-    res = Residuals(model.f, x, y)
-    r = res(model.params.detach())
-    se, corr, note = standard_errors(res.jacobian_t(), r)
+    cached = None
+    if isinstance(learner.opt, LevenbergMarquardt):  # r and J^T at the solution: known
+        cached = learner.opt.residuals_and_jacobian_at(model.params.detach())
+    if cached is None:
+        res = Residuals(model.f, x, y)
+        cached = (res(model.params.detach()), res.jacobian_t())
+    r, jt = cached
+    se, corr, note = standard_errors(jt, r)
     rss = float(r @ r)
     sst = float(((y - y.mean()) ** 2).sum())
     return CurveFit(

@@ -183,9 +183,15 @@ class Learner:
 
     def one_batch(self) -> None:
         self._do("before_batch")
-        self.preds = self.predict(self.xb)  # [2 predict]
-        self._do("after_pred")
-        self.loss = self.calc_loss(self.preds, self.yb)  # [3 loss]
+        if self.training and self._jacobian_based:
+            # [2 predict] and [3 loss] from the residuals the optimizer evaluates at
+            # these parameters anyway (one forward pass per step, not two)
+            self.preds, self.loss = self.opt.predictions_and_loss()
+            self._do("after_pred")
+        else:
+            self.preds = self.predict(self.xb)  # [2 predict]
+            self._do("after_pred")
+            self.loss = self.calc_loss(self.preds, self.yb)  # [3 loss]
         self._do("after_loss")
         self._batch_losses.append(self.loss.detach())  # summed on device, synced per epoch
         if self.training:
