@@ -106,7 +106,11 @@ def prepare_data(cfg: TrainConfig) -> TrainData:
     loss = choose_loss(cfg, len(data.labels))
     n_outputs = 1 if loss in ONE_OUTPUT_LOSSES else len(data.labels)
     pre = Preprocess(size=data.size, deskew=cfg.deskew)
-    return TrainData(data, pre, loss, pre.apply(data.train_x), pre.apply(data.valid_x), n_outputs)
+    train_x = pre.apply(data.train_x)
+    # Only the processed training images are kept (the raw validation images stay, for
+    # the plot of mistakes): one uint8 copy of the data set in memory, not two.
+    data.train_x = train_x
+    return TrainData(data, pre, loss, train_x, pre.apply(data.valid_x), n_outputs)
 
 
 def make_learner(

@@ -37,7 +37,7 @@ class Preprocess:
         return cls(size=tuple(d["size"]), deskew=bool(d["deskew"]))
 
 
-def deskew(images: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+def deskew(images: torch.Tensor, chunk: int = 512) -> torch.Tensor:
     """Centre and deskew uint8 images (n, h, w) -> uint8 (n, h, w).
 
     For each image with ink intensities I(r, c): centre (cy, cx) = the ink's mean
@@ -45,9 +45,10 @@ def deskew(images: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
     (bilinearly) at (r - oh + cy, c - ow + cx + alpha * (r - oh)), where
     (oh, ow) is the image centre. Blank images are left as they are. Works in
     chunks so that memory stays small for 60,000 images."""
-    if len(images) == 0:
-        return images
-    return torch.cat([_deskew_chunk(images[i : i + chunk]) for i in range(0, len(images), chunk)])
+    out = torch.empty_like(images)
+    for i in range(0, len(images), chunk):  # written in place: no list of chunks to join
+        out[i : i + chunk] = _deskew_chunk(images[i : i + chunk])
+    return out
 
 
 def _deskew_chunk(images: torch.Tensor) -> torch.Tensor:
