@@ -35,6 +35,16 @@ class MLP(nn.Module):
         h = torch.addmm(self.layer1.bias, x, w1, alpha=self.scale)  # (n, hidden)
         return self.layer2(torch.relu(h))  # (n, k)
 
+    def forward_stacked(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """K copies at once (lr_sweep): parameters stacked (K, ...) -> (K, n, k)."""
+        w1, b1 = params["layer1.weight"], params["layer1.bias"]  # (K, h, 784), (K, h)
+        w2, b2 = params["layer2.weight"], params["layer2.bias"]  # (K, k, h), (K, k)
+        kk, h = w1.shape[0], w1.shape[1]
+        x = x.reshape(len(x), -1).to(w1.dtype)
+        hidden = torch.addmm(b1.reshape(kk * h, 1), w1.reshape(kk * h, -1), x.t(), alpha=self.scale)
+        hidden = torch.relu(hidden).view(kk, h, -1)  # (K, h, n)
+        return torch.baddbmm(b2[:, :, None], w2, hidden).transpose(1, 2)  # (K, n, k)
+
     def config(self) -> dict:
         return {
             "n_pixels": self.n_pixels,

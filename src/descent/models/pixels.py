@@ -46,6 +46,15 @@ class PixelClassifier(nn.Module):
         scores_t = torch.addmm(self.bias[:, None], self.weights, x.t(), alpha=self.scale)
         return scores_t.t()  # (n, k)
 
+    def forward_stacked(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """K copies at once (lr_sweep): weights (K, k, 784), bias (K, k) -> (K, n, k).
+        One (K*k, 784) @ (784, n) product, so K copies cost about one."""
+        w, b = params["weights"], params["bias"]
+        kk, k = w.shape[0], w.shape[1]
+        x = x.reshape(len(x), -1).to(w.dtype)
+        out = torch.addmm(b.reshape(kk * k, 1), w.reshape(kk * k, -1), x.t(), alpha=self.scale)
+        return out.view(kk, k, -1).transpose(1, 2)
+
     def config(self) -> dict:
         """Constructor arguments, for model.json."""
         return {
