@@ -84,8 +84,9 @@ def run_problem(name: str, pr: dict, repeats: int) -> list[list]:
     formula = parse_formula(pr["formula"], pr["x"])
     table_ = read_table(HERE / pr["csv"], columns=[*pr["x"], pr["y"]])
     x, y = table_.select(pr["x"], pr["y"])
-    cert = list(pr["certified"].values())
-    cert_se = list(pr["certified_stderr"].values())
+    # by name: a formula's parameters come in order of appearance (MGH17: b1 b2 b4 b3 b5)
+    cert = [pr["certified"][k] for k in formula.params]
+    cert_se = [pr["certified_stderr"][k] for k in formula.params]
     f_np = numpy_function(pr["formula"], formula.inputs, formula.params)
     x_np = x.numpy() if x.dim() == 1 else x.numpy().T
     rows = []
