@@ -182,26 +182,34 @@ class Learner:
         return loss
 
     def one_batch(self) -> None:
-        self._do("before_batch")
+        h = self._handlers  # the events' handler lists, looped inline (the hot path)
+        for f in h["before_batch"]:
+            f()
         if self.training and self._jacobian_based:
             # [2 predict] and [3 loss] from the residuals the optimizer evaluates at
             # these parameters anyway (one forward pass per step, not two)
             self.preds, self.loss = self.opt.predictions_and_loss()
-            self._do("after_pred")
+            for f in h["after_pred"]:
+                f()
         else:
             self.preds = self.predict(self.xb)  # [2 predict]
-            self._do("after_pred")
+            for f in h["after_pred"]:
+                f()
             self.loss = self.calc_loss(self.preds, self.yb)  # [3 loss]
-        self._do("after_loss")
+        for f in h["after_loss"]:
+            f()
         self._batch_losses.append(self.loss.detach())  # summed on device, synced per epoch
         if self.training:
             self.backward()  # [4 gradient]
-            self._do("after_backward")
+            for f in h["after_backward"]:
+                f()
             self.step()  # [5 step]
             self.zero_grad()
             self.batches_done += 1
-            self._do("after_step")
-        self._do("after_batch")
+            for f in h["after_step"]:
+                f()
+        for f in h["after_batch"]:
+            f()
 
     # -- epochs ---------------------------------------------------------------------
     def train_epoch(self) -> None:

@@ -2,21 +2,31 @@
 
     result = lr_sweep(model, train, valid, loss="bce", lrs=parse_lrs("1e-3:10:16"), epochs=3)
     result.best_lr, result.best_loss, result.diverged
+    model.load_state_dict(result.params(result.best_index))
 
-Every copy starts from the model's current parameters and sees the same batches,
-in the same seeded order, as a Learner would. Each parameter is held stacked (K, ...),
-row i for copy i; the model runs once per batch for all copies with
-`torch.func.vmap(functional_call)` (a linear layer becomes one (K*k, 784) @ (784, n)
-product), the K losses are summed and one backward pass gives each copy its own
-gradient. torch.optim (lr 1) turns the gradients into each copy's update direction,
-which copy i takes at its own rate. Per-rate histories match K separate runs to float
-tolerance (tests/test_sweep.py), at a fraction of the cost (bench/lr_sweep.py).
+Every copy starts from the model's current parameters (the model itself is not
+changed) and sees the same batches, in the same seeded order (`train.epoch(e)`), as a
+Learner would. Each parameter is held stacked (K, ...), row i for copy i. Per batch the
+model runs once for all copies, `torch.func.vmap(functional_call)` in general, or the
+model's `forward_stacked` (PixelClassifier, MLP: one (K*k, 784) @ (784, n) product) with
+a built-in loss; the K losses are summed and one backward pass gives every copy its own
+gradient (no copy's loss depends on another's parameters).
 
-Diverged: a copy whose epoch train_loss is not finite, or more than 1e4 times its
-first epoch's (DivergenceGuard's rule), is marked diverged at that epoch; from then
-on it is frozen (rate 0, its last parameters kept) and left out of the comparison.
-Best: among the copies that did not diverge, the lowest best-epoch valid_loss
-(train_loss without a validation set).
+The step is torch.optim's: one optimizer at lr 1 over zero "direction" tensors D
+(stacked like the parameters) is given the copies' gradients, so after `opt.step()`
+D_i = -u_i, the update torch.optim would make for copy i at lr 1 (SGD: the gradient or
+momentum buffer; Adam: m_hat / (sqrt(v_hat) + eps)), and copy i moves by
+P_i += lr_i * D_i. Weight decay is applied as torch.optim applies it (SGD, Adam:
+g += wd * P; AdamW: P *= 1 - lr * wd first). Per-rate histories and parameters match
+K separate Learner runs to float rounding (tests/test_sweep.py).
+
+Diverged: copy i is diverged at epoch e when, in epoch e, a batch loss or its updated
+parameters are not finite, or the epoch's train_loss is more than 1e4 times its best
+earlier epoch's (DivergenceGuard's factor). From then on it is frozen: it keeps its last
+finite parameters (those before the offending step), its history ends at epoch e, and
+the others carry on unaffected. Nothing is raised.
+Best: among the copies that did not diverge, the one with the lowest best_loss, the
+lowest valid_loss of any of its epochs (train_loss when there is no validation set).
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -39,8 +50,12 @@ from descent.losses import get_loss
 from descent.metrics import Metric, get_metric
 from descent.optim import make_optimizer
 
-DIVERGENCE_FACTOR = 1e4
-SWEEP_OPTIMIZERS = ("sgd", "adam", "adamw")
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+DIVERGENCE_FACTOR = 1e4  # as DivergenceGuard: train_loss > 1e4 x best earlier epoch's
+SWEEP_OPTIMIZERS = ("sgd", "adam", "adamw")  # the ones whose step D_i does not depend on lr
+ADAMW_WEIGHT_DECAY = 0.01  # torch.optim.AdamW's default
 
 
 def parse_lrs(text: str) -> list[float]:
@@ -64,12 +79,15 @@ def parse_lrs(text: str) -> list[float]:
 
 @dataclass
 class SweepResult:
+    """What lr_sweep returns; per-rate lists are in the order of `lrs`."""
+
     lrs: list[float]
     histories: list[list[dict]]  # per rate: per-epoch records, as Learner.history
-    diverged: list[int | None]  # per rate: the epoch (1-based) it diverged at, or None
+    diverged: list[int | None]  # per rate: the epoch (1-based) it diverged in, or None
     monitor: str  # what best_loss is of: valid_loss or train_loss
     seconds: float = 0.0
-    final_states: list[dict] = field(default_factory=list, repr=False)
+    stacked: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # (K, ...)
+    buffers: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def final_loss(self) -> list[float]:
@@ -85,12 +103,9 @@ class SweepResult:
 
     @property
     def best_index(self) -> int | None:
-        ok = [
-            i
-            for i, (b, d) in enumerate(zip(self.best_loss, self.diverged, strict=True))
-            if d is None and math.isfinite(b)
-        ]
-        return min(ok, key=lambda i: self.best_loss[i]) if ok else None
+        best = self.best_loss
+        ok = [i for i, d in enumerate(self.diverged) if d is None and math.isfinite(best[i])]
+        return min(ok, key=lambda i: best[i]) if ok else None
 
     @property
     def best_lr(self) -> float | None:
@@ -98,25 +113,26 @@ class SweepResult:
         return None if i is None else self.lrs[i]
 
     def params(self, i: int) -> dict[str, torch.Tensor]:
-        """Copy i's final parameters, as a state_dict of the original model."""
-        return self.final_states[i]
+        """Copy i's parameters (final, or current during on_epoch) with the model's
+        buffers: a state_dict for `model.load_state_dict`."""
+        return {**self.buffers, **{n: v[i].detach().clone() for n, v in self.stacked.items()}}
 
     def table(self) -> str:
-        metric = [k for k in (self.histories[0][-1] if self.histories[0] else {})
+        """One row per rate: final and best loss, the last epoch's metrics, a note."""
+        last_rows = [h[-1] if h else {} for h in self.histories]
+        metric = [k for k in (last_rows[0] if last_rows else {})
                   if k.startswith("valid_") and k != "valid_loss"]  # fmt: skip
         head = ["lr", f"final {self.monitor}", f"best {self.monitor}", *metric, ""]
-        rows = []
-        best = self.best_index
+        rows, best = [], self.best_index
         for i, lr in enumerate(self.lrs):
-            last = self.histories[i][-1] if self.histories[i] else {}
             note = (
-                f"diverged at epoch {self.diverged[i]}"
+                f"diverged in epoch {self.diverged[i]}"
                 if self.diverged[i] is not None
                 else ("<- best" if i == best else "")
             )
             rows.append(
                 [f"{lr:.3g}", _fmt(self.final_loss[i]), _fmt(self.best_loss[i]),
-                 *[_fmt(last.get(m, math.nan)) for m in metric], note]
+                 *[_fmt(last_rows[i].get(m, math.nan)) for m in metric], note]
             )  # fmt: skip
         widths = [max(len(str(r[c])) for r in [head, *rows]) for c in range(len(head))]
         lines = ["  ".join(str(v).rjust(w) for v, w in zip(r, widths, strict=True)) for r in
@@ -130,6 +146,7 @@ class SweepResult:
             "final_loss": self.final_loss,
             "best_loss": self.best_loss,
             "diverged": self.diverged,
+            "best_index": self.best_index,
             "best_lr": self.best_lr,
             "seconds": self.seconds,
             "histories": self.histories,
@@ -151,144 +168,185 @@ def lr_sweep(
     optimizer: str = "sgd",
     opt_kwargs: dict | None = None,
     metrics: Sequence[str | Metric] = (),
+    on_epoch: Callable[[int, SweepResult], None] | None = None,
 ) -> SweepResult:
-    """Train len(lrs) copies of `model` at once, one per rate; see the module text."""
-    if optimizer not in SWEEP_OPTIMIZERS:
+    """Train len(lrs) copies of `model` at once, copy i at rate lrs[i], for `epochs`
+    epochs; see the module text for the rules (diverged, best).
+
+    optimizer: "sgd", "adam" or "adamw" with their torch.optim options (opt_kwargs).
+    metrics: names or Metric objects, computed per copy on `valid`.
+    on_epoch(epoch, result): called after every epoch (1-based) with the result so far.
+    """
+    if not isinstance(optimizer, str) or optimizer.lower() not in SWEEP_OPTIMIZERS:
         raise ConfigError(
-            f"lr-sweep trains with {', '.join(SWEEP_OPTIMIZERS)}, not {optimizer!r} "
-            "(L-BFGS and Levenberg-Marquardt search their own step lengths)"
+            f"lr-sweep trains with --optimizer {', '.join(SWEEP_OPTIMIZERS)}, not "
+            f"{optimizer!r} (L-BFGS and Levenberg-Marquardt choose their own step lengths)"
         )
+    optimizer = optimizer.lower()
     lrs = [float(v) for v in lrs]
-    if not lrs:
-        raise ConfigError("lr-sweep needs at least one rate")
+    if not lrs or not all(0 < v < math.inf for v in lrs):
+        raise ConfigError(f"--lrs must be one or more positive numbers, got {lrs}")
     if epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {epochs}")
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    if not names:
+        raise ConfigError("lr-sweep: the model has no trainable parameters")
     loss_func = get_loss(loss) if isinstance(loss, str) else loss
     k = len(lrs)
     t0 = time.perf_counter()
     kwargs = dict(opt_kwargs or {})
-    wd = float(kwargs.pop("weight_decay", 0.0 if optimizer != "adamw" else 0.01))
-    buffers = dict(model.named_buffers())
-    # stacked[name]: (K, ...) leaf, row i = copy i's parameter
+    # Weight decay is applied here, at each copy's rate where it matters: AdamW scales the
+    # parameters (decoupled), SGD and Adam add wd * P to the gradient (see _step)
+    wd = float(kwargs.pop("weight_decay", ADAMW_WEIGHT_DECAY if optimizer == "adamw" else 0))
+    decoupled = optimizer == "adamw"
+    buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
+    # stacked[name]: (K, ...) leaf, row i = copy i's parameter; frozen ones stay unstacked
+    params = dict(model.named_parameters())
     stacked = {
-        n: p.detach().unsqueeze(0).repeat(k, *[1] * p.dim()).requires_grad_(True)
-        for n, p in model.named_parameters()
+        n: params[n].detach().unsqueeze(0).repeat(k, *[1] * params[n].dim()).requires_grad_(True)
+        for n in names
     }
-    # torch.optim computes each step's direction on zero-based twins (lr 1), which every
-    # copy then takes at its own rate: P_i += lr_i * delta_i (see _step)
-    twins = {n: torch.zeros_like(v) for n, v in stacked.items()}
-    opt = make_optimizer(optimizer, list(twins.values()), 1.0, **kwargs)
-    rates = torch.tensor(lrs, dtype=next(iter(stacked.values())).dtype)
+    fixed = {n: p.detach() for n, p in params.items() if n not in stacked}
+    directions = {n: torch.zeros_like(v) for n, v in stacked.items()}  # D, see _step
+    opt = make_optimizer(optimizer, list(directions.values()), 1.0, **kwargs)
+    # each parameter's rates as a (K, 1, ...) column in its dtype and device
+    rates = {
+        n: torch.tensor(lrs, dtype=v.dtype, device=v.device).view(-1, *[1] * (v.dim() - 1))
+        for n, v in stacked.items()
+    }
+    device = next(iter(stacked.values())).device
+    alive = torch.ones(k, dtype=torch.bool, device=device)  # (K,) on device: no sync per batch
+    run = _runner(model, loss_func, {**fixed, **buffers})
+    metric_sets = [
+        [copy.deepcopy(get_metric(m) if isinstance(m, str) else m) for m in metrics]
+        for _ in range(k)
+    ]
+    result = SweepResult(
+        lrs=lrs,
+        histories=[[] for _ in range(k)],
+        diverged=[None] * k,
+        monitor="valid_loss" if valid is not None else "train_loss",
+        stacked=stacked,
+        buffers={**fixed, **buffers},
+    )
+    best_train = [math.inf] * k
+    was_training = model.training
+    try:
+        for epoch in range(epochs):
+            e0 = time.perf_counter()
+            model.train()
+            batch_losses = []
+            for xb, yb in train.epoch(epoch):
+                _, batch = run(stacked, xb, yb)  # (K,)
+                batch.sum().backward()  # copy i's gradient lands in row i
+                alive &= torch.isfinite(batch.detach())
+                _step(opt, stacked, directions, rates, alive, wd, decoupled)
+                batch_losses.append(batch.detach())
+            train_loss = _weighted(train, batch_losses).tolist()  # (K,) -> floats, one sync
+            records = [{"epoch": epoch + 1, "train_loss": v} for v in train_loss]
+            if valid is not None:
+                _validate(model, run, stacked, valid, epoch, metric_sets, records)
+            seconds = time.perf_counter() - e0
+            still = alive.tolist()
+            for i, rec in enumerate(records):
+                if result.diverged[i] is not None:
+                    continue
+                rec["time"] = seconds  # the epoch of all K copies together
+                result.histories[i].append(rec)
+                tl = rec["train_loss"]
+                if not still[i] or not math.isfinite(tl) or tl > DIVERGENCE_FACTOR * best_train[i]:
+                    result.diverged[i] = epoch + 1
+                    alive[i] = False
+                best_train[i] = min(best_train[i], tl)
+            result.seconds = time.perf_counter() - t0
+            if on_epoch is not None:
+                on_epoch(epoch + 1, result)
+    finally:
+        model.train(was_training)
+    for v in stacked.values():
+        v.requires_grad_(False)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _runner(model: torch.nn.Module, loss_func: Callable, extra: dict[str, torch.Tensor]):
+    """(stacked params, xb, yb) -> (preds (K, n, ...), losses (K,)) for all copies."""
 
     def forward(params, xb, yb):
-        preds = functional_call(model, (params, buffers), (xb,))
+        preds = functional_call(model, {**params, **extra}, (xb,))
         return preds, loss_func(preds, yb)
 
-    generic = vmap(forward, in_dims=(0, None, None))  # -> (K, n, ...), (K,)
+    generic = vmap(forward, in_dims=(0, None, None))  # any vmappable model and loss
     per_copy = STACKED_LOSSES.get(loss_func)
+    fast = per_copy is not None and hasattr(model, "forward_stacked") and not extra
 
     def run(params, xb, yb):
-        # Models that can run K copies themselves (one big matrix product) and the
-        # built-in losses skip vmap's per-call overhead; anything else is vmapped.
-        if per_copy is not None and hasattr(model, "forward_stacked"):
+        # PixelClassifier and MLP run K copies as one big matrix product themselves, and
+        # the built-in losses take (K, n, ...) at once: ~25% faster than vmap, same numbers
+        if fast:
             preds = model.forward_stacked(params, xb)
             if _accepts(loss_func, preds, yb):
                 return preds, per_copy(preds, yb)
         return generic(params, xb, yb)
 
-    metric_sets = [
-        [copy.deepcopy(get_metric(m) if isinstance(m, str) else m) for m in metrics]
-        for _ in range(k)
-    ]
-    alive = torch.ones(k, dtype=torch.bool)
-    diverged: list[int | None] = [None] * k
-    first: list[float | None] = [None] * k
-    histories: list[list[dict]] = [[] for _ in range(k)]
-    was_training = model.training
-    for epoch in range(epochs):
-        e0 = time.perf_counter()
-        model.train()
-        batch_losses = []
-        for xb, yb in train.epoch(epoch):
-            _, losses = run(stacked, xb, yb)  # (K,)
-            torch.where(alive, losses, torch.zeros_like(losses)).sum().backward()
-            _step(opt, stacked, twins, rates, optimizer, wd)
-            batch_losses.append(losses.detach())
-        train_loss = _weighted(train, batch_losses)  # (K,)
-        records = [{"epoch": epoch + 1, "train_loss": float(v)} for v in train_loss]
-        if valid is not None:
-            model.eval()
-            for ms in metric_sets:
-                for m in ms:
-                    m.reset()
-            v_losses = []
-            with torch.no_grad():
-                for xb, yb in valid.epoch(epoch):
-                    preds, losses = run(stacked, xb, yb)
-                    v_losses.append(losses)
-                    for i, ms in enumerate(metric_sets):
-                        for m in ms:
-                            m.accumulate(preds[i], yb)
-            valid_loss = _weighted(valid, v_losses)
-            for i, rec in enumerate(records):
-                rec["valid_loss"] = float(valid_loss[i])
-                rec.update({f"valid_{m.name}": m.value() for m in metric_sets[i]})
-        seconds = (time.perf_counter() - e0) / k
-        for i, rec in enumerate(records):
-            rec["time"] = seconds
-            if diverged[i] is not None:
-                continue
-            histories[i].append(rec)
-            tl = rec["train_loss"]
-            if first[i] is None and math.isfinite(tl):
-                first[i] = tl
-            if not math.isfinite(tl) or (
-                first[i] is not None and tl > DIVERGENCE_FACTOR * first[i]
-            ):
-                diverged[i], alive[i] = epoch + 1, False
-                rates[i] = 0.0  # frozen from now on
-    model.train(was_training)
-    final = [{n: v[i].detach().clone() for n, v in stacked.items()} for i in range(k)]
-    return SweepResult(
-        lrs=lrs,
-        histories=histories,
-        diverged=diverged,
-        monitor="valid_loss" if valid is not None else "train_loss",
-        seconds=time.perf_counter() - t0,
-        final_states=final,
-    )
+    return run
 
 
 @torch.no_grad()
-def _step(opt, stacked, twins, rates, optimizer: str, wd: float) -> None:
-    """One update of every copy: torch.optim's direction, each copy at its own rate.
-
-    The twins D start every step at zero with D.grad = the copies' gradients, so after
-    `opt.step()` (lr 1) D = -u, u the update torch.optim would make at lr 1 (SGD:
-    the momentum buffer; Adam: m_hat / (sqrt(v_hat) + eps)); copy i then moves by
-    lr_i * D_i. Weight decay is applied as torch.optim does: SGD and Adam add wd * p to
-    the gradient, AdamW first scales p by (1 - lr * wd)."""
-    for n, p in stacked.items():
-        d = twins[n]
-        rate = rates.view(-1, *[1] * (p.dim() - 1)).to(p.dtype)
-        g = p.grad
-        if g is None:
-            continue
-        g = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)  # frozen copies' garbage
-        if wd and optimizer != "adamw":
-            g = g.add(p, alpha=wd)
+def _step(opt, stacked, directions, rates, alive, wd: float, decoupled: bool) -> None:
+    """One update of every live copy: torch.optim's direction D_i at lr 1, then
+    P_i += lr_i * D_i. A copy whose new parameters would not be finite is not moved and
+    is marked dead in `alive`; dead copies never move again."""
+    moved = [n for n, p in stacked.items() if p.grad is not None]  # as torch.optim skips
+    for n in moved:
+        p, d = stacked[n], directions[n]
         d.zero_()
-        d.grad = g
-        if wd and optimizer == "adamw":
-            p.mul_(1 - rate * wd)
+        d.grad = p.grad.add(p, alpha=wd) if wd and not decoupled else p.grad
     opt.step()
-    for n, p in stacked.items():
-        d = twins[n]
-        p.add_(d * rates.view(-1, *[1] * (p.dim() - 1)).to(p.dtype))
-        p.grad = None
-        d.grad = None
+    new, ok = {}, alive.clone()
+    for n in moved:
+        p, rate = stacked[n], rates[n]
+        base = p * (1 - rate * wd) if wd and decoupled else p  # AdamW: P *= 1 - lr * wd
+        new[n] = base + directions[n] * rate
+        ok &= torch.isfinite(new[n]).reshape(len(p), -1).all(1)
+    alive.copy_(ok)
+    for n in moved:
+        stacked[n].copy_(torch.where(ok.view(rates[n].shape), new[n], stacked[n]))
+        stacked[n].grad = None
+        directions[n].grad = None
 
 
+def _validate(model, run, stacked, valid: Batches, epoch: int, metric_sets, records) -> None:
+    """Add valid_loss and valid_<metric> of every copy to its record."""
+    model.eval()
+    for ms in metric_sets:
+        for m in ms:
+            m.reset()
+    v_losses = []
+    with torch.no_grad():
+        for xb, yb in valid.epoch(epoch):
+            preds, batch = run(stacked, xb, yb)  # (K, n, ...), (K,)
+            v_losses.append(batch)
+            for i, ms in enumerate(metric_sets):
+                for m in ms:
+                    m.accumulate(preds[i], yb)
+    valid_loss = _weighted(valid, v_losses).tolist()
+    for i, rec in enumerate(records):
+        rec["valid_loss"] = valid_loss[i]
+        rec.update({f"valid_{m.name}": m.value() for m in metric_sets[i]})
+
+
+def _weighted(batches: Batches, batch_losses: list[torch.Tensor]) -> torch.Tensor:
+    """(K,) sample-weighted means of per-batch mean losses, as Batches.mean_of."""
+    if len(batch_losses) == 1:
+        return batch_losses[0]
+    sizes = batches._sizes[: len(batch_losses)]
+    stacked = torch.stack(batch_losses).to(torch.float64)  # (B, K)
+    return (stacked * sizes.to(stacked.device)[:, None]).sum(0) / sizes.sum()
+
+
+# The built-in losses (losses.py) of K stacked predictions (K, n, ...) -> (K,): the same
+# per-copy means, computed for all copies in one call.
 def _stacked_mse(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (p - t).pow(2).reshape(len(p), -1).mean(1)
 
@@ -309,12 +367,10 @@ def _stacked_bce(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def _stacked_cross_entropy(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    kk, n, k = p.shape
+    kk, n, k = p.shape  # (K, n, k) scores, (n,) classes
     return F.cross_entropy(p.reshape(kk * n, k), t.repeat(kk), reduction="none").view(kk, n).mean(1)
 
 
-# The built-in losses (losses.py) of K stacked predictions (K, n, ...) -> (K,): the same
-# per-copy means, computed for all copies in one call.
 STACKED_LOSSES = {
     losses.mse: _stacked_mse,
     losses.mae: _stacked_mae,
@@ -337,21 +393,11 @@ def _accepts(loss_func, preds: torch.Tensor, yb: torch.Tensor) -> bool:
     return len(shape) == 2  # cross_entropy
 
 
-def _weighted(batches: Batches, losses: list[torch.Tensor]) -> torch.Tensor:
-    """(K,) sample-weighted means of per-batch mean losses, as Batches.mean_of."""
-    if len(losses) == 1:
-        return losses[0]
-    sizes = batches._sizes[: len(losses)]
-    stacked = torch.stack(losses).to(torch.float64)  # (B, K)
-    return (stacked * sizes[:, None]).sum(0) / sizes.sum()
-
-
-def sweep_plot(result: SweepResult, path: str | Path) -> Path:
-    """The K loss curves on a log axis, diverged ones dashed and marked."""
+def plot_sweep(result: SweepResult) -> Figure:
+    """The K loss curves (valid_loss, or train_loss) per epoch on a log axis; the best
+    rate drawn thick, diverged ones dashed with an x at their last finite value."""
     import matplotlib as mpl
     from matplotlib.figure import Figure
-
-    from descent.plots import save_figure
 
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.add_subplot()
@@ -362,7 +408,10 @@ def sweep_plot(result: SweepResult, path: str | Path) -> Path:
         ys = [r[result.monitor] if math.isfinite(r[result.monitor]) else math.nan for r in h]
         color = cmap(i / max(len(result.lrs) - 1, 1))
         if result.diverged[i] is not None:
-            ax.plot(xs, ys, "--x", color=color, alpha=0.6, label=f"{lr:.2g} (diverged)")
+            ax.plot(xs, ys, "--", color=color, alpha=0.6, label=f"{lr:.2g} (diverged)")
+            finite = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(y) and y > 0]
+            if finite:
+                ax.plot(*finite[-1], "x", color=color, ms=9, mew=2)
         else:
             ax.plot(xs, ys, "-o", ms=3, color=color, lw=2.5 if i == best else 1.2,
                     label=f"{lr:.2g}" + (" (best)" if i == best else ""))  # fmt: skip
@@ -371,4 +420,11 @@ def sweep_plot(result: SweepResult, path: str | Path) -> Path:
     ax.set_ylabel(result.monitor)
     ax.set_title(f"{len(result.lrs)} learning rates trained at once")
     ax.legend(fontsize=7, ncol=2, title="lr")
-    return save_figure(fig, Path(path))
+    return fig
+
+
+def sweep_plot(result: SweepResult, path: str | Path) -> Path:
+    """plot_sweep(result), written atomically to `path`."""
+    from descent.plots import save_figure
+
+    return save_figure(plot_sweep(result), Path(path))
