@@ -96,7 +96,6 @@ def main(argv=None) -> str:
     args = ap.parse_args(argv)
     if args.quick:
         args.steps, args.repeats = 500, 5
-    torch.set_num_threads(1)
     t, speed = roller_coaster(42)  # (20,), (20,) float32
     init = torch.randn(3, generator=torch.Generator().manual_seed(42))
     n = args.steps
@@ -111,7 +110,7 @@ def main(argv=None) -> str:
     rows = [[name, 1e6 * s / n, s / book] for name, s in secs.items()]
     lines = header("Loop overhead: the roller-coaster, µs per step (full batch)")
     lines += [
-        f"{n} steps per run, median of {args.repeats} interleaved runs, 1 thread; "
+        f"{n} steps per run, median of {args.repeats} interleaved runs, torch default threads; "
         "a descent step is a whole epoch (predict, loss, backward, SGD step, epoch record, "
         "history, stop rules).",
         "",

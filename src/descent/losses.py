@@ -71,3 +71,54 @@ def get_loss(name: str) -> LossFunc:
         return LOSSES[name.lower().replace("-", "_")]
     except KeyError:
         raise ConfigError(f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}") from None
+
+
+# --- K copies at once (sweep.py) ---------------------------------------------------------
+# The built-in losses of K stacked predictions (K, n, ...) against one target batch -> (K,):
+# the same per-copy means, computed for all copies in one call.
+
+
+def _stacked_mse(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return (p - t).pow(2).reshape(len(p), -1).mean(1)
+
+
+def _stacked_mae(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return (p - t).abs().reshape(len(p), -1).mean(1)
+
+
+def _stacked_mnist(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    s = p.reshape(len(p), -1).sigmoid()
+    return torch.where(t.reshape(1, -1) == 1, 1 - s, s).mean(1)
+
+
+def _stacked_bce(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    p = p.reshape(len(p), -1)
+    t = t.reshape(1, -1).to(p.dtype).expand_as(p)
+    return F.binary_cross_entropy_with_logits(p, t, reduction="none").mean(1)
+
+
+def _stacked_cross_entropy(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    kk, n, k = p.shape  # (K, n, k) scores, (n,) classes
+    return F.cross_entropy(p.reshape(kk * n, k), t.repeat(kk), reduction="none").view(kk, n).mean(1)
+
+
+STACKED_LOSSES = {
+    mse: _stacked_mse,
+    mae: _stacked_mae,
+    mnist_loss: _stacked_mnist,
+    bce: _stacked_bce,
+    cross_entropy: _stacked_cross_entropy,
+}
+
+
+def stacked_accepts(loss_func, preds: torch.Tensor, yb: torch.Tensor) -> bool:
+    """Whether the built-in loss takes one copy's predictions preds[i] for targets yb
+    (otherwise the vmapped call runs, and raises the loss's own shape error)."""
+    shape = tuple(preds.shape[1:])
+    if loss_func in (mse, mae):
+        return shape == tuple(yb.shape)
+    if yb.dim() != 1 or not shape or shape[0] != len(yb):
+        return False
+    if loss_func in (bce, mnist_loss):
+        return shape[1:] in ((), (1,))
+    return len(shape) == 2  # cross_entropy

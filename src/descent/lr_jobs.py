@@ -126,5 +126,10 @@ def run_lr_sweep(
         f"{epochs} epochs, {result.seconds:.1f} s"
     )
     console.print(result.table(), markup=False)
-    console.print(f"best: lr {result.best_lr:.3g}   plot: {plot}   data: {run.file('sweep.json')}")
+    best = (
+        f"lr {result.best_lr:.3g}"
+        if result.best_lr is not None
+        else "none (every rate diverged: try lower rates)"
+    )
+    console.print(f"best: {best}   plot: {plot}   data: {run.file('sweep.json')}")
     return LRJobResult(run, summary, sweep=result)
