@@ -26,7 +26,7 @@ import torch
 from scipy.optimize import curve_fit
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine_info, median_time, table
+from common import machine_info, median_time, table, verdict
 from descent.data.tables import read_table
 from descent.fit import fit_curve
 from descent.models.formula import FormulaModel, parse_formula
@@ -178,6 +178,14 @@ def main(argv=None) -> str:
     lines.append(
         table(["problem", "descent ms", "curve_fit ms", "time ratio", "max rel. param diff"], [big])
     )
+    passed = sum(r[3] == "yes" for r in rows)
+    lines += [
+        "",
+        f"{'PASS' if passed == len(rows) else 'FAIL'} NIST: descent reaches 4 digits and "
+        f"stderr to 2 digits in {passed}/{len(rows)} fits (target: all)",
+        verdict("NIST: median time per fit, descent / curve_fit", ours_ms / scipy_ms, 5.0, False),
+        verdict("1,000,000 points: descent time / curve_fit's", big[3], 1.0, False),
+    ]
     text = "\n".join(lines)
     print(text)
     return text

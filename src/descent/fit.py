@@ -36,7 +36,7 @@ from descent.plots import (
 from descent.progress import ProgressDisplay
 from descent.resume import Checkpointer, interrupted_note, load_learner_state, parse_every
 from descent.schedules import Schedule, check_schedule, schedule_plots
-from descent.stopping import Converged, OptimizerStop
+from descent.stopping import Converged, InterruptHandler, OptimizerStop
 
 # In whitened parameters the curvature is ~1 in every direction: sgd is stable below 2.
 DEFAULT_LR = {"sgd": 0.5, "adam": 1.0, "adamw": 1.0, "lbfgs": 1.0}
@@ -283,6 +283,11 @@ def _make_learner(
     if console is not None:
         callbacks.append(ProgressDisplay(console))
     callbacks += extra
+    lm = optimizer == "lm"
+    if lm:
+        # Levenberg-Marquardt only accepts steps that lower the sum of squares: it cannot
+        # diverge, so of the default guards it needs only the interrupt handler.
+        callbacks.insert(0, InterruptHandler())
     learner = Learner(
         trained,
         Batches(x, y),
@@ -293,6 +298,7 @@ def _make_learner(
         opt_kwargs=kwargs,
         callbacks=callbacks,
         progress=False,
+        guards=not lm,
     )
     return learner, snaps
 
