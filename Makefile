@@ -4,6 +4,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+# `make bench BENCH_ARGS="--quick --fastai-python /path/to/venv/bin/python"`
+BENCH_ARGS ?=
 BIN := $(VENV)/bin
 
 .PHONY: demo test lint format bench clean
@@ -38,7 +40,7 @@ format: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix src tests bench scripts
 
 bench: $(VENV)/.installed-test
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf runs build dist src/*.egg-info

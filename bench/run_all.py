@@ -34,6 +34,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="pass --quick to every script")
     ap.add_argument("--only", help="comma-separated script names")
+    ap.add_argument("--fastai-python", help="passed to throughput.py: a venv's python with fastai")
     args = ap.parse_args(argv)
     names = args.only.split(",") if args.only else SCRIPTS
     sections, verdicts, failed = [], [], []
@@ -44,6 +45,8 @@ def main(argv=None) -> int:
             failed.append(f"{name}: no such script")
             continue
         cmd = [sys.executable, str(script)] + (["--quick"] if args.quick else [])
+        if name == "throughput" and args.fastai_python:
+            cmd += ["--fastai-python", args.fastai_python]
         print(f"\n=== {name} ===", flush=True)
         started = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)

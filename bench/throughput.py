@@ -19,17 +19,16 @@ x / 255, made once outside the timing. Loops, interleaved across repeats:
   products autograd needs: dW for every layer, dX for all but the first)
   on preallocated contiguous float batches
 - scikit-learn SGDClassifier(loss="log_loss", max_iter=1) on float64 x / 255
-- fastai Learner, from a separate venv (FASTAI_PYTHON, default
+- fastai Learner, from a separate venv (--fastai-python, default
   /tmp/fastai-venv/bin/python) when there is one
 
-    python bench/throughput.py [--repeats 5] [--quick] [--profile]
+    python bench/throughput.py [--repeats 5] [--quick] [--profile] [--fastai-python PY]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
 import time
 import warnings
@@ -47,7 +46,7 @@ from descent import Batches, Learner, ProgressDisplay  # noqa: E402
 from descent.models import MLP, PixelClassifier  # noqa: E402
 
 BS, LR = 256, 0.1
-FASTAI_PYTHON = os.environ.get("FASTAI_PYTHON", "/tmp/fastai-venv/bin/python")
+FASTAI_PYTHON = "/tmp/fastai-venv/bin/python"  # --fastai-python
 
 
 def torch_net(kind: str) -> nn.Module:
@@ -256,7 +255,7 @@ def run_fastai(python: str, x8, y, repeats: int) -> tuple[dict, str]:
 
     if not Path(python).exists():
         return {}, (f"skipped: no fastai venv at {python} (make one: python -m venv it, install "
-                    "the CPU torch wheel, then fastai; or set FASTAI_PYTHON)")  # fmt: skip
+                    "the CPU torch wheel, then fastai; or pass --fastai-python)")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data.npz"
         np.savez(data, x=x8.numpy(), y=y.numpy())
@@ -279,6 +278,9 @@ def main(argv=None) -> str:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="3 repeats, 1 for sklearn and fastai")
     ap.add_argument("--profile", action="store_true", help="also cProfile descent's epochs")
+    ap.add_argument(
+        "--fastai-python", default=FASTAI_PYTHON, help="python of a separate venv with fastai"
+    )
     args = ap.parse_args(argv)
     slow_repeats = 1 if args.quick else 3
     if args.quick:
@@ -298,7 +300,7 @@ def main(argv=None) -> str:
     x64 = xf.double().numpy()
     sk = sorted(sklearn_epoch(x64, y.numpy()) for _ in range(slow_repeats))[slow_repeats // 2]
     del x64
-    fast, note = run_fastai(FASTAI_PYTHON, x8, y, slow_repeats)
+    fast, note = run_fastai(args.fastai_python, x8, y, slow_repeats)
     extra = {"scikit-learn SGDClassifier": sk, **fast.get("linear", {})}
     lin, lin_layouts = compare("linear", x8, y, xf, args.repeats, extra)
     mlp, mlp_layouts = compare("mlp", x8, y, xf, args.repeats, fast.get("mlp", {}))

@@ -126,3 +126,23 @@ def test_unknown_schedule_and_plot():
         Schedule("linear-warmup")
     fig = plot_schedule([0.1, 0.2, 0.1], [0.9, 0.85, 0.9])
     assert len(fig.axes) == 2
+
+
+def test_train_with_one_cycle_runs_the_whole_cycle_unless_patience_is_given(tmp_path):
+    from descent.config import TrainConfig
+    from descent.train import run_train
+
+    def run(name, **kw):
+        cfg = TrainConfig(classes=["3", "7"], epochs=12, out=str(tmp_path / name), quiet=True, **kw)
+        return run_train(cfg)
+
+    # a rate too high for the middle of the cycle: valid_loss rises there, and early
+    # stopping with patience 2 would cut the cycle short before it anneals
+    whole = run("oc", schedule="one-cycle", lr=1.0)
+    assert whole.fit.stopped == "max_epochs" and whole.fit.epochs == 12
+    cut = run("oc2", schedule="one-cycle", lr=1.0, patience=2)
+    assert cut.fit.stopped == "early_stopping" and cut.fit.epochs < 12
+    assert TrainConfig().early_stopping_patience() == 5
+    assert TrainConfig(schedule="step").early_stopping_patience() == 5
+    assert TrainConfig(schedule="cosine").early_stopping_patience() == 0
+    assert TrainConfig(schedule="one-cycle", patience=3).early_stopping_patience() == 3

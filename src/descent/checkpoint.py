@@ -122,6 +122,25 @@ class RunDir:
     def plots(self) -> Path:
         return self.path / "plots"
 
+    def listing(self, first: tuple[str, ...] = ("config.json", "metrics.csv")) -> str:
+        """What the folder holds, for a summary line: `first` (those present) in that
+        order, then the other files by name, then the subfolders but plots/ (with a
+        slash). Listed from the disk, so the line is true whatever the run wrote."""
+        entries = sorted(self.path.iterdir(), key=lambda e: e.name)
+        files = [e.name for e in entries if e.is_file() and not e.name.startswith(".")]
+        dirs = [e.name + "/" for e in entries if e.is_dir() and e.name != "plots"]
+        ordered = [n for n in first if n in files] + [n for n in files if n not in first]
+        return " ".join(ordered + dirs)
+
+    def plot_listing(self, made: list[Path]) -> str:
+        """The plots of this run, those in `made` first (in the order made), then any
+        others in plots/ (the learning-rate finder's, say); "" when there are none."""
+        names = [q.name for q in made]
+        if self.plots.is_dir():
+            others = (q.name for q in self.plots.iterdir() if q.is_file())
+            names += sorted(n for n in others if n not in names)
+        return " ".join(names)
+
     def write_config(self, config: dict) -> Path:
         write_json(self.file("config.json"), config)
         return self.file("config.json")

@@ -87,7 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="the most epochs to train (default: 30)")
     train.add_argument("--steps", type=int, help="train for this many steps instead of --epochs")
     train.add_argument(
-        "--patience", type=int, help="early stopping patience on valid_loss, 0 = off (default: 5)"
+        "--patience",
+        type=int,
+        help="early stopping patience on valid_loss, 0 = off "
+        "(default: 5; off with --schedule one-cycle or cosine)",
     )
     train.add_argument(
         "--valid-pct", type=float, help="validation share when the source has none (default: 0.2)"

@@ -60,8 +60,10 @@ class TrainConfig:
     epochs: int = 30
     # Train for this many optimizer steps instead (epochs = ceil(steps / batches)).
     steps: int | None = None
-    # Early stopping on valid_loss, restoring the best epoch; 0 turns it off.
-    patience: int = 5
+    # Early stopping on valid_loss, restoring the best epoch; 0 turns it off. None: 5,
+    # but off under a one-cycle or cosine schedule, which (as fastai's fit_one_cycle)
+    # is meant to run its whole course: its loss falls late, when the rate anneals.
+    patience: int | None = None
     valid_pct: float = 0.2  # used only when the source has no validation set
     seed: int = 0  # the split, the initial weights and the batch order
     # Straighten each digit (centre of mass to the centre, principal axis vertical)
@@ -77,6 +79,11 @@ class TrainConfig:
     checkpoint_every: str = "1"
     keep: int = 3  # checkpoints kept (the newest), besides the best epoch's
     quiet: bool = False
+
+    def early_stopping_patience(self) -> int:
+        if self.patience is not None:
+            return self.patience
+        return 0 if self.schedule in ("one-cycle", "cosine") else 5
 
     def to_dict(self) -> dict:
         return {"command": "train", **asdict(self)}

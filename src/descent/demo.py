@@ -1,5 +1,6 @@
 """`descent demo`: the book's roller-coaster, first as the book runs it, then to
-convergence by standardising the input, with plots and a summary."""
+convergence by standardising the input; then the 3-vs-7 pixel classifier on the
+bundled MNIST sample. Plots and a summary for each."""
 
 from __future__ import annotations
 

@@ -348,9 +348,11 @@ def run_fit(
                 f"did you mean the column {close[0]!r}?"
             )
     say("start: " + ", ".join(f"{k} = {v:.6g}" for k, v in model.values().items()))
-    if found is not None:
+    if found is not None and cfg.plots:
         save_figure(plot_lr_find(found), run.plots / "lr_find.png")
         say(f"--lr auto: {found.describe()}; plot {run.plots / 'lr_find.png'}")
+    elif found is not None:
+        say(f"--lr auto: {found.describe()}")
     say(_describe_solver(cfg))
     curve = fit_curve(
         model,
@@ -486,8 +488,9 @@ def _print_summary(console, curve, result, run, plots, cfg):
         f"  {result.steps} steps ({cfg.optimizer}), {result.seconds:.3f} s, "
         f"stopped: {result.stopped} - {result.message}"
     )
-    say(f"  run: {run}/ config.json metrics.csv params.json summary.json model.json checkpoints/")
-    say(f"  plots: {run.plots}/ " + " ".join(p.name for p in plots))
+    say(f"  run: {run}/ {run.listing()}")
+    if made := run.plot_listing(plots):
+        say(f"  plots: {run.plots}/ {made}")
 
 
 def _fit_plots(run, curve, formula, x, y, cfg) -> list[Path]:

@@ -1,8 +1,9 @@
 """Choosing the learning rate: the finder (Leslie Smith's range test, as fastai's).
 
     result = lr_find(learner)        # the learner's model and optimizer are restored
-    result.suggestion                # the valley's rate, e.g. 3.6e-3
-    result.suggestions               # {"valley": ..., "steepest": ..., "minimum/10": ...}
+    result.suggestion                # minimum/3: a third of the rate at the lowest loss
+    result.suggestions               # {"minimum/3": ..., "minimum/10": ..., "steepest": ...,
+                                     #  "valley": ...}
 
 The rule: from `start_lr` the rate grows geometrically to `end_lr` over `steps`
 training batches (the learner's own batches, in their seeded order). After each

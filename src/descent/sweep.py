@@ -22,9 +22,10 @@ K separate Learner runs to float rounding (tests/test_sweep.py).
 
 Diverged: copy i is diverged at epoch e when, in epoch e, a batch loss or its updated
 parameters are not finite, or the epoch's train_loss is more than 1e4 times its best
-earlier epoch's (DivergenceGuard's factor). From then on it is frozen: it keeps its last
-finite parameters (those before the offending step), its history ends at epoch e, and
-the others carry on unaffected. Nothing is raised.
+earlier epoch's (DivergenceGuard's factor, measured from the copy's best epoch rather
+than its first: sixteen rates include some that start badly). From then on it is
+frozen: it keeps its last finite parameters (those before the offending step), its
+history ends at epoch e, and the others carry on unaffected. Nothing is raised.
 Best: among the copies that did not diverge, the one with the lowest best_loss, the
 lowest valid_loss of any of its epochs (train_loss when there is no validation set).
 """
@@ -51,7 +52,7 @@ from descent.optim import make_optimizer
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-DIVERGENCE_FACTOR = 1e4  # as DivergenceGuard: train_loss > 1e4 x best earlier epoch's
+DIVERGENCE_FACTOR = 1e4  # DivergenceGuard's factor; here x the copy's best earlier epoch
 SWEEP_OPTIMIZERS = ("sgd", "adam", "adamw")  # the ones whose step D_i does not depend on lr
 ADAMW_WEIGHT_DECAY = 0.01  # torch.optim.AdamW's default
 

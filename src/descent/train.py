@@ -181,14 +181,16 @@ def run_train(
     callbacks = [checkpointer, *callbacks]
     if cfg.schedule != "constant":
         callbacks.append(Schedule(cfg.schedule))
-    if cfg.patience > 0:
-        callbacks.append(EarlyStopping(patience=cfg.patience))
+    patience = cfg.early_stopping_patience()
+    if patience > 0:
+        callbacks.append(EarlyStopping(patience=patience))
     if not cfg.quiet:
         callbacks.append(ProgressDisplay(console))
     learner = make_learner(cfg, td, cfg.lr, callbacks)
     say(
         f"model {learner.model!r}, loss {td.loss}, {cfg.optimizer} lr {cfg.lr:g}"
         + (f" ({cfg.schedule} schedule)" if cfg.schedule != "constant" else "")
+        + (", no early stopping" if cfg.patience is None and patience == 0 else "")
         + f", batch {cfg.batch_size}"
         + (", deskewed" if cfg.deskew else ", raw pixels")
     )
@@ -274,11 +276,9 @@ def finish_train(
         console.print(
             "  per class: " + ", ".join(f"{lab} {acc:.3f}" for lab, acc in per_class.items())
         )
-    console.print(
-        f"  run: {run}/ config.json metrics.csv model.safetensors model.json summary.json "
-        "checkpoints/"
-    )
-    console.print(f"  plots: {run.plots}/ " + " ".join(p.name for p in plots))
+    console.print(f"  run: {run}/ {run.listing()}")
+    if made := run.plot_listing(plots):
+        console.print(f"  plots: {run.plots}/ {made}")
     console.print(f"  predict: descent predict {run} IMAGE.png ...")
     return TrainResult(result, accuracy, per_class, cm.tolist(), labels, run, model, summary)
 

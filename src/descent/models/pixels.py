@@ -4,7 +4,7 @@
 
 `weights` is stored (k, 784), a row of 784 pixel weights per class (nn.Linear's
 layout), and the scores are computed as (weights @ x.T).T: both products of a
-step then run in the memory order BLAS is fastest at (2-4x faster than x @ W
+step then run in the memory order BLAS is fastest at (about 2x faster than x @ W
 with W (784, k) on CPU; bench/throughput.py times every layout).
 
 `x` arrives as uint8 images (n, h, w) and is scaled to [0, 1] inside the matrix
