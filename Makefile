@@ -1,6 +1,6 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
-# TORCH_SPEC defaults to the local CPU wheel; override it on a machine with a GPU,
-# e.g. `make test TORCH_SPEC=torch`.
+# TORCH_SPEC defaults to the local CPU wheel; override it to install another torch
+# build, e.g. `make test TORCH_SPEC=torch` (descent itself runs on the CPU).
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0

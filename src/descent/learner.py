@@ -107,15 +107,19 @@ class Learner:
 
     # -- callbacks ---------------------------------------------------------------
     def add_callbacks(self, callbacks: Iterable[Callback]) -> None:
+        callbacks = list(callbacks)
         for cb in callbacks:
             cb.learner = self
             self.callbacks.append(cb)
-        self._rebuild_handlers()
+        if callbacks:
+            self._rebuild_handlers()
 
     def remove_callbacks(self, callbacks: Iterable[Callback]) -> None:
+        callbacks = list(callbacks)
         for cb in callbacks:
             self.callbacks.remove(cb)
-        self._rebuild_handlers()
+        if callbacks:
+            self._rebuild_handlers()
 
     def _rebuild_handlers(self) -> None:
         # Only the events a callback overrides are stored: an unused event is a
