@@ -16,8 +16,9 @@ from scipy.optimize import curve_fit
 from descent.cli import main
 from descent.config import FitConfig
 from descent.data.synthetic import quadratic, roller_coaster
+from descent.errors import FormulaError
 from descent.fit import fit_curve, run_fit
-from descent.models.formula import FormulaModel
+from descent.models.formula import FormulaModel, parse_formula
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "nist"
 if not SHARED.is_dir():  # a clone elsewhere: the same 8 problems ship in bench/nist
@@ -380,6 +381,11 @@ def test_drop_missing_fits_the_remaining_rows(tmp_path, capsys):
         (["--init", "a=1,b=2,c=3,d=4"], "not parameters"),
         (["--x", "speed"], "also an input"),
         (["--optimizer", "adam", "--momentum", "0.9"], "--momentum is for --optimizer sgd"),
+        (["--optimizer", "sgd", "--lr", "-1"], "--lr must be a positive number, got -1"),
+        (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (["--valid-pct", "1"], "--valid-pct must be in [0, 1)"),
+        (["--keep", "0"], "--keep must be at least 1"),
+        (["--checkpoint-every", "often"], "--checkpoint-every 'often'"),
     ],
 )
 def test_bad_fit_options(coaster_csv, tmp_path, capsys, args, text):
@@ -390,6 +396,33 @@ def test_bad_fit_options(coaster_csv, tmp_path, capsys, args, text):
     )
     err = capsys.readouterr().err
     assert code == 2 and text in err, err
+    assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    "formula, init, text",
+    [
+        ("a*exp(b*time)", "a=1,b=100", "the formula gives inf at observation 9 (time = 8)"),
+        ("a*log(b*time)", "a=1,b=1", "the formula gives -inf at observation 1 (time = 0)"),
+        ("a*exp(b*time)", "a=1,b=30", "sum of squared residuals overflows"),
+        ("a*sqrt(b*time)", "a=1,b=1", "derivative with respect to b is nan at observation 1"),
+    ],
+)
+@pytest.mark.parametrize("optimizer", ["lm", "sgd"])
+def test_a_start_where_the_formula_is_not_finite_is_named(
+    coaster_csv, tmp_path, capsys, formula, init, text, optimizer
+):
+    # without the check: a traceback from the SVD, or (b = 30) "converged" with RSS inf
+    path, t, speed = coaster_csv
+    args = ["fit", str(path), "--model", formula, "--y", "speed", "--init", init]
+    code = main([*args, "--optimizer", optimizer, "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and text in err and "--init" in err or "rewrite" in err, err
+    assert not (tmp_path / "r").exists()
+    start = {k: float(v) for k, v in (kv.split("=") for kv in init.split(","))}
+    model = FormulaModel(parse_formula(formula, ["time"]), start)
+    with pytest.raises(FormulaError, match="at the starting values"):
+        fit_curve(model, t, speed, optimizer=optimizer)
 
 
 def test_lr_that_is_not_a_number_or_auto(coaster_csv, capsys):

@@ -202,13 +202,20 @@ def test_predict_probabilities_and_bad_images(tmp_path, sample_37):
         (["--classes", "3,x"], "x"),
         (["--hidden", "0", "--model", "mlp"], "--hidden must be at least 1"),
         (["--momentum", "0.9"], "--momentum is for --optimizer sgd"),
-        (["--valid-pct", "1.5"], "valid_pct"),
+        (["--valid-pct", "1.5"], "--valid-pct must be in [0, 1)"),
+        (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        (["--lr", "0"], "--lr must be a positive number, got 0"),
+        (["--patience", "-1"], "--patience must be at least 0 (0 = off)"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--steps", "0"], "--steps must be at least 1"),
+        (["--weight-decay", "-0.1"], "--weight-decay must be at least 0"),
     ],
 )
 def test_bad_train_options(tmp_path, capsys, args, text):
     code = main(["train", "mnist-sample", "--out", str(tmp_path / "r"), "--quiet", *args])
     err = capsys.readouterr().err
-    assert code == 2 and text in err and "Traceback" not in err
+    assert code == 2 and text in err and "Traceback" not in err, err
+    assert not (tmp_path / "r").exists()  # refused before anything was written
 
 
 def test_models_match_their_definitions():

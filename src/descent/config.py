@@ -7,7 +7,10 @@ everything needed to repeat the run.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+
+from descent.errors import ConfigError
 
 
 @dataclass
@@ -151,3 +154,45 @@ class FitConfig:
 
     def to_dict(self) -> dict:
         return {"command": "fit", **asdict(self)}
+
+
+# option: (lowest allowed, whether the lowest itself is allowed, what it means)
+_BOUNDS = {
+    "epochs": (1, True, ""),
+    "steps": (1, True, ""),
+    "batch_size": (1, True, ""),
+    "hidden": (1, True, ""),
+    "keep": (1, True, ""),
+    "patience": (0, True, " (0 = off)"),
+    "momentum": (0.0, True, ""),
+    "weight_decay": (0.0, True, ""),
+    "init_std": (0.0, True, ""),
+    "lr": (0.0, False, ""),
+}
+
+
+def check_options(cfg: TrainConfig | FitConfig) -> None:
+    """Refuse option values that cannot work before anything is read or written, so a
+    bad option leaves no run folder behind. Each message names the option."""
+    for name, (low, inclusive, meaning) in _BOUNDS.items():
+        value = getattr(cfg, name, None)
+        if value is None or (name == "lr" and value == "auto"):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            what = "a number or auto" if name == "lr" else "a number"
+            raise ConfigError(f"{flag} must be {what}, got {value!r}")
+        ok = math.isfinite(value) and (value >= low if inclusive else value > low)
+        if not ok:
+            bound = f"at least {low}" if inclusive else f"above {low}"
+            if name == "lr":
+                bound = "a positive number"
+            raise ConfigError(f"{flag} must be {bound}{meaning}, got {value}")
+    valid_pct = getattr(cfg, "valid_pct", 0.0)
+    if not 0.0 <= valid_pct < 1.0:
+        raise ConfigError(
+            f"--valid-pct must be in [0, 1) (0.2 holds out a fifth of the rows), got {valid_pct}"
+        )
+    from descent.resume import parse_every  # checks --checkpoint-every
+
+    parse_every(cfg.checkpoint_every)

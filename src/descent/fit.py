@@ -16,13 +16,19 @@ import torch
 from rich.console import Console
 
 from descent.checkpoint import RunDir, save_model, write_json
-from descent.config import FitConfig
+from descent.config import FitConfig, check_options
 from descent.data.batches import Batches, random_split
 from descent.data.tables import check_enough_rows, read_table
-from descent.errors import ConfigError
+from descent.errors import ConfigError, FormulaError
 from descent.events import Callback
 from descent.learner import FitResult, Learner
-from descent.levenberg import LevenbergMarquardt, Residuals, decompose, standard_errors
+from descent.levenberg import (
+    LevenbergMarquardt,
+    NotFinite,
+    Residuals,
+    decompose,
+    standard_errors,
+)
 from descent.lr_find import lr_find, plot_lr_find
 from descent.models.formula import FormulaModel, parse_formula
 from descent.models.function import FunctionModel
@@ -56,8 +62,11 @@ class ScaledModel(FunctionModel):
     def __init__(self, model: FormulaModel, x: torch.Tensor, y: torch.Tensor) -> None:
         b0 = model.params.detach().clone()
         res = Residuals(model.f, x, y, elementwise=getattr(model, "elementwise", False))
-        res(b0)
-        d, s, vh, _ = decompose(res.jacobian_t(), res.r.detach())
+        r = res(b0)
+        jt = res.jacobian_t()
+        if not (math.isfinite(float(r @ r)) and math.isfinite(float(jt.sum()))):
+            raise NotFinite("the residuals or their Jacobian are not finite at the start")
+        d, s, vh, _ = decompose(jt, r)
         s = np.maximum(s, s[0] * 1e-8) if s[0] > 0 else np.ones_like(s)
         t = math.sqrt(len(y) / 2) * (vh.T / s) / d[:, None]  # (p, p)
         f = model.f
@@ -162,23 +171,8 @@ def fit_curve(
     table; `snapshot_x` records predictions there for plots and animations.
     `callbacks` join the first learner (not a retry), and `resume` = (state,
     checkpoint path) continues it from a checkpoint."""
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(
-            f"unknown --optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}"
-        )
-    if optimizer == "lm" and lr is not None:
-        raise ConfigError(
-            "--lr has no effect with --optimizer lm, which chooses its own steps; "
-            "use --optimizer sgd, adam or lbfgs to set a learning rate"
-        )
-    if momentum and optimizer != "sgd":
-        raise ConfigError(f"--momentum is for --optimizer sgd, not {optimizer}")
-    if check_schedule(schedule) != "constant":
-        if optimizer == "lm":
-            raise ConfigError(
-                f"--schedule {schedule} changes a learning rate, and --optimizer lm has none: "
-                "use it with --optimizer sgd, adam or lbfgs"
-            )
+    check_fit_options(optimizer, lr, momentum, schedule)
+    if schedule != "constant":
         callbacks = [*callbacks, Schedule(schedule)]
     init = model.params.detach().clone()
     opts = dict(
@@ -190,10 +184,14 @@ def fit_curve(
         snapshot_x=snapshot_x,
         console=console,
     )
-    learner, snaps = _make_learner(model, x, y, **opts, extra=callbacks)
-    if resume is not None:
-        load_learner_state(learner, *resume)
-    result = learner.fit(epochs)
+    try:
+        learner, snaps = _make_learner(model, x, y, **opts, extra=callbacks)
+        if resume is not None:
+            load_learner_state(learner, *resume)
+        result = learner.fit(epochs)
+    except NotFinite:
+        check_start(model, x, y)  # says where
+        raise  # (not reached: check_start finds what the solver found)
     if optimizer == "lm" and result.stopped in ("max_epochs", "no_progress"):
         # One retry from the start with strong damping (MINPACK's tau = 0.1 style):
         # it rescues very poor starts; the better of the two fits is kept.
@@ -234,6 +232,68 @@ def fit_curve(
         learner=learner,
         snapshots=snaps.snapshots if snaps is not None else [],
     )
+
+
+def check_fit_options(optimizer: str, lr, momentum: float, schedule: str) -> None:
+    """ConfigError for a combination of solver options that cannot work."""
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(
+            f"unknown --optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}"
+        )
+    if optimizer == "lm" and lr is not None and lr != "auto":
+        raise ConfigError(
+            "--lr has no effect with --optimizer lm, which chooses its own steps; "
+            "use --optimizer sgd, adam or lbfgs to set a learning rate"
+        )
+    if momentum and optimizer != "sgd":
+        raise ConfigError(f"--momentum is for --optimizer sgd, not {optimizer}")
+    if check_schedule(schedule) != "constant" and optimizer == "lm":
+        raise ConfigError(
+            f"--schedule {schedule} changes a learning rate, and --optimizer lm has none: "
+            "use it with --optimizer sgd, adam or lbfgs"
+        )
+
+
+def check_start(model: FormulaModel, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Raise FormulaError, naming the observation, when the formula, its derivatives or
+    the sum of squared residuals are not finite at the model's (starting) parameters:
+    no solver can start there (curve_fit fails there too, less clearly)."""
+    b = model.params.detach()
+    at = "at the starting values " + ", ".join(f"{k} = {v:g}" for k, v in model.values().items())
+    inputs = getattr(getattr(model, "formula", None), "inputs", [])
+    xs = x.reshape(len(x), -1)
+
+    def where(k: int) -> str:
+        row = ", ".join(f"{n} = {float(v):g}" for n, v in zip(inputs, xs[k], strict=False))
+        return f"observation {k + 1}" + (f" ({row})" if row else "")
+
+    with torch.no_grad():
+        pred = model.f(x, b)
+    bad = (~torch.isfinite(pred)).nonzero()
+    if len(bad):
+        k = int(bad[0])
+        raise FormulaError(
+            f"{at} the formula gives {float(pred[k]):g} at {where(k)}; choose starting "
+            "values where it is finite (--init name=value) or leave that row out"
+        )
+    res = Residuals(model.f, x, y, elementwise=getattr(model, "elementwise", False))
+    r = res(b)
+    jt = res.jacobian_t()
+    for name, row in zip(model.names, jt, strict=True):
+        bad = (~torch.isfinite(row)).nonzero()
+        if len(bad):
+            k = int(bad[0])
+            raise FormulaError(
+                f"{at} the derivative with respect to {name} is {float(row[k]):g} at "
+                f"{where(k)}: autograd cannot differentiate the formula there (sqrt, log or "
+                "a fractional power of 0, say); leave that row out or rewrite the formula"
+            )
+    if not math.isfinite(float(r @ r)):
+        k = int(r.abs().argmax())
+        raise FormulaError(
+            f"{at} the sum of squared residuals overflows (the residual at {where(k)} is "
+            f"{float(r[k]):.3g}); choose starting values nearer the data (--init name=value)"
+        )
 
 
 def _make_learner(
@@ -313,17 +373,20 @@ def run_fit(
     """`descent fit`: read the CSV, fit, write the run directory, print the summary."""
     console = console or Console(highlight=False, soft_wrap=True)
     say = (lambda *a, **k: None) if cfg.quiet else console.print
+    check_options(cfg)
+    if cfg.lr == "auto" and cfg.optimizer == "lm":
+        raise ConfigError(
+            "--lr auto finds a learning rate, and --optimizer lm takes none: "
+            "use --optimizer sgd, adam or lbfgs with it"
+        )
+    check_fit_options(cfg.optimizer, cfg.lr, cfg.momentum, cfg.schedule)
     formula, x, y, table = load_fit_data(cfg)
     model = FormulaModel(formula, cfg.init)
     train_idx, valid_idx = random_split(len(y), cfg.valid_pct, cfg.seed)
     xt, yt = x[train_idx], y[train_idx]
+    check_start(model, xt, yt)  # before the run folder is made
     found = None
     if cfg.lr == "auto":
-        if cfg.optimizer == "lm":
-            raise ConfigError(
-                "--lr auto finds a learning rate, and --optimizer lm takes none: "
-                "use --optimizer sgd, adam or lbfgs with it"
-            )
         found = find_fit_lr(cfg, model, xt, yt, (x[valid_idx], y[valid_idx]))
         cfg = replace(cfg, lr=found.suggestion, lr_found=found.describe())
     elif cfg.lr is not None and not isinstance(cfg.lr, (int, float)):
@@ -377,6 +440,7 @@ def run_fit(
 
 def fit_learner(cfg: FitConfig, model, x, y, valid=None, lr: float | None = None):
     """The learner `descent fit` would train (a copy of `model`), for the lr tools."""
+    check_start(model, x, y)
     learner, _ = _make_learner(
         copy.deepcopy(model), x, y, valid=valid, optimizer=cfg.optimizer, lr=lr,
         momentum=cfg.momentum, scale=cfg.scale, snapshot_x=None, console=None,

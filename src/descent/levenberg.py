@@ -23,6 +23,11 @@ import torch
 EPS = float(np.finfo(np.float64).eps)
 
 
+class NotFinite(ArithmeticError):
+    """The residuals, their sum of squares or the Jacobian are not all finite at the
+    point a fit starts from (later points are only accepted when finite)."""
+
+
 class Residuals:
     """r(b) = f(x, b) - y, and on demand J^T = (dr/db)^T, (p, n), at the last point."""
 
@@ -169,6 +174,8 @@ class LevenbergMarquardt(torch.optim.Optimizer):
         r, jt = self._residuals_and_jacobian()
         p, n = jt.shape
         f = 0.5 * float(r @ r)
+        if not (math.isfinite(f) and math.isfinite(float(jt.sum()))):
+            raise NotFinite("the residuals or their Jacobian are not finite at the start")
         old_d = st.get("D")
         big_d, s, vh, c = decompose(jt, r, None if old_d is None else old_d.numpy())
         self.decomposition = (big_d, s, vh, c)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from rich.console import Console
 
 from descent.checkpoint import RunDir, write_json
-from descent.config import FitConfig, TrainConfig
+from descent.config import FitConfig, TrainConfig, check_options
 from descent.errors import ConfigError
 from descent.lr_find import LRFindResult, lr_find, plot_lr_find
 from descent.plots import save_figure
@@ -63,6 +63,7 @@ def run_lr_find(
 ) -> LRJobResult:
     """The range test (lr_find.py) on cfg's learner; writes lr_find.png and lr_find.json."""
     console = console or Console(highlight=False, soft_wrap=True)
+    check_options(cfg)
     learner = _learner_for(cfg, 1e-3)
     result = lr_find(learner, start_lr=start_lr, end_lr=end_lr, steps=steps)
     run = RunDir(out or f"runs/lr-find-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -98,6 +99,7 @@ def run_lr_sweep(
     from descent.sweep import lr_sweep, sweep_plot
 
     console = console or Console(highlight=False, soft_wrap=True)
+    check_options(cfg)
     if epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {epochs}")
     learner = _learner_for(cfg, 1e-3)

@@ -12,7 +12,7 @@ import torch
 from rich.console import Console
 
 from descent.checkpoint import RunDir, save_model, write_json
-from descent.config import TrainConfig
+from descent.config import TrainConfig, check_options
 from descent.data.batches import Batches
 from descent.data.images import ImageData, load_images
 from descent.data.preprocess import Preprocess
@@ -155,9 +155,11 @@ def run_train(
     (lr_find.py) and trains at its suggestion; config.json records the rate chosen."""
     console = console or Console(highlight=False, soft_wrap=True)
     say = (lambda *a, **k: None) if cfg.quiet else console.print
+    check_options(cfg)
+    check_schedule(cfg.schedule)
+    _opt_kwargs(cfg)  # refuses option combinations before any file is written
     td = prepare_data(cfg)
     data, labels, (h, w) = td.data, td.data.labels, td.data.size
-    check_schedule(cfg.schedule)
     found = None
     if cfg.lr == "auto":
         found = lr_find(make_learner(cfg, td, 1e-3))
