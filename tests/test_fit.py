@@ -17,7 +17,8 @@ from descent.cli import main
 from descent.config import FitConfig
 from descent.data.synthetic import quadratic, roller_coaster
 from descent.errors import FormulaError
-from descent.fit import fit_curve, run_fit
+from descent.fit import fit_curve
+from descent.fit_job import run_fit
 from descent.models.formula import FormulaModel, parse_formula
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "nist"

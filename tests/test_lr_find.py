@@ -92,7 +92,7 @@ def test_suggest_reads_the_curve():
 
 def test_levenberg_marquardt_has_no_rate_to_find(tmp_path):
     from descent.config import FitConfig
-    from descent.fit import fit_learner, load_fit_data
+    from descent.fit_job import fit_learner, load_fit_data
     from descent.models.formula import FormulaModel
 
     csv = tmp_path / "d.csv"

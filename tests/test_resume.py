@@ -26,7 +26,7 @@ from descent.config import FitConfig, TrainConfig
 from descent.data.batches import Batches
 from descent.data.synthetic import quadratic
 from descent.errors import CheckpointError
-from descent.fit import run_fit
+from descent.fit_job import run_fit
 from descent.learner import Learner
 from descent.models.function import FunctionModel
 from descent.resume import resume
@@ -63,7 +63,7 @@ KILLER = textwrap.dedent(
     from rich.console import Console
     from descent.config import FitConfig, TrainConfig
     from descent.events import Callback
-    from descent.fit import run_fit
+    from descent.fit_job import run_fit
     from descent.train import run_train
 
     kind, cfg, where = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]

@@ -375,7 +375,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     from dataclasses import fields, replace
 
     from descent.config import FitConfig
-    from descent.fit import run_fit
+    from descent.fit_job import run_fit
 
     names = [f.name for f in fields(FitConfig) if f.name not in ("data", "quiet")]
     given = _given(args, names)

@@ -31,7 +31,7 @@ def _learner_for(cfg: TrainConfig | FitConfig, lr: float):
 
         return make_learner(cfg, prepare_data(cfg), lr)
     from descent.data.batches import random_split
-    from descent.fit import fit_learner, load_fit_data
+    from descent.fit_job import fit_learner, load_fit_data
     from descent.models.formula import FormulaModel
 
     if cfg.optimizer == "lm":

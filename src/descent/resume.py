@@ -180,7 +180,7 @@ def resume(run_dir: str | Path, console: Console | None = None, quiet: bool = Fa
         from descent.train import run_train
 
         return run_train(cfg, console, resume=(state, path))
-    from descent.fit import run_fit
+    from descent.fit_job import run_fit
 
     return run_fit(cfg, console, resume=(state, path))
 
