@@ -156,42 +156,41 @@ class FitConfig:
         return {"command": "fit", **asdict(self)}
 
 
-# option: (lowest allowed, whether the lowest itself is allowed, what it means)
-_BOUNDS = {
-    "epochs": (1, True, ""),
-    "steps": (1, True, ""),
-    "batch_size": (1, True, ""),
-    "hidden": (1, True, ""),
-    "keep": (1, True, ""),
-    "patience": (0, True, " (0 = off)"),
-    "momentum": (0.0, True, ""),
-    "weight_decay": (0.0, True, ""),
-    "init_std": (0.0, True, ""),
-    "lr": (0.0, False, ""),
+# The smallest value each numeric option can take (absent options are skipped).
+_AT_LEAST = {
+    "epochs": 1,
+    "steps": 1,
+    "batch_size": 1,
+    "hidden": 1,
+    "keep": 1,
+    "patience": 0,
+    "momentum": 0.0,
+    "weight_decay": 0.0,
+    "init_std": 0.0,
 }
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_options(cfg: TrainConfig | FitConfig) -> None:
     """Refuse option values that cannot work before anything is read or written, so a
     bad option leaves no run folder behind. Each message names the option."""
-    for name, (low, inclusive, meaning) in _BOUNDS.items():
+    lr = cfg.lr
+    if lr is not None and lr != "auto" and not (_finite_number(lr) and lr > 0):
+        what = "a positive number" if isinstance(lr, (int, float)) else "a number or auto"
+        raise ConfigError(f"--lr must be {what}, got {lr!r}")
+    for name, low in _AT_LEAST.items():
         value = getattr(cfg, name, None)
-        if value is None or (name == "lr" and value == "auto"):
-            continue
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            what = "a number or auto" if name == "lr" else "a number"
-            raise ConfigError(f"{flag} must be {what}, got {value!r}")
-        ok = math.isfinite(value) and (value >= low if inclusive else value > low)
-        if not ok:
-            bound = f"at least {low}" if inclusive else f"above {low}"
-            if name == "lr":
-                bound = "a positive number"
-            raise ConfigError(f"{flag} must be {bound}{meaning}, got {value}")
-    valid_pct = getattr(cfg, "valid_pct", 0.0)
-    if not 0.0 <= valid_pct < 1.0:
+        if value is not None and not (_finite_number(value) and value >= low):
+            off = " (0 = off)" if name == "patience" else ""
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} must be at least {low}{off}, got {value!r}")
+    if not 0.0 <= cfg.valid_pct < 1.0:
         raise ConfigError(
-            f"--valid-pct must be in [0, 1) (0.2 holds out a fifth of the rows), got {valid_pct}"
+            f"--valid-pct must be in [0, 1) (0.2 holds out a fifth of the rows), "
+            f"got {cfg.valid_pct}"
         )
     from descent.resume import parse_every  # checks --checkpoint-every
 

@@ -131,9 +131,9 @@ def fit_curve(
         if resume is not None:
             load_learner_state(learner, *resume)
         result = learner.fit(epochs)
-    except NotFinite:
-        check_start(model, x, y)  # says where
-        raise  # (not reached: check_start finds what the solver found)
+    except NotFinite as e:
+        check_start(model, x, y)  # raises, saying where
+        raise FormulaError(f"{e}; choose other starting values (--init name=value)") from None
     if optimizer == "lm" and result.stopped in ("max_epochs", "no_progress"):
         # One retry from the start with strong damping (MINPACK's tau = 0.1 style):
         # it rescues very poor starts; the better of the two fits is kept.

@@ -110,8 +110,6 @@ def run_fit(
     if cfg.lr == "auto":
         found = find_fit_lr(cfg, model, xt, yt, (x[valid_idx], y[valid_idx]))
         cfg = replace(cfg, lr=found.suggestion, lr_found=found.describe())
-    elif cfg.lr is not None and not isinstance(cfg.lr, (int, float)):
-        raise ConfigError(f"--lr must be a number or auto, got {cfg.lr!r}")
     run = RunDir(cfg.out or f"runs/fit-{time.strftime('%Y%m%d-%H%M%S')}")
     cfg = replace(cfg, out=str(run))  # config.json names its own folder, for resume
     run.write_config(cfg.to_dict())

@@ -164,8 +164,6 @@ def run_train(
     if cfg.lr == "auto":
         found = lr_find(make_learner(cfg, td, 1e-3))
         cfg = replace(cfg, lr=found.suggestion, lr_found=found.describe())
-    elif not isinstance(cfg.lr, (int, float)):
-        raise ConfigError(f"--lr must be a number or auto, got {cfg.lr!r}")
     run = RunDir(cfg.out or default_run_name("train"))
     cfg = replace(cfg, out=str(run))  # config.json names its own folder, for resume
     run.write_config(cfg.to_dict())
