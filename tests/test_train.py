@@ -178,7 +178,7 @@ def test_saved_model_predicts_like_the_trained_one(tmp_path):
         assert torch.equal(model(x), result.model.eval()(x))
 
 
-def test_predict_probabilities_and_bad_images(tmp_path, sample_37):
+def test_predict_probabilities_and_bad_images(tmp_path, sample_37, capsys):
     train(tmp_path, classes=["3", "7"], epochs=3)
     good = tmp_path / "three.png"
     _write_png(good, sample_37.train_x[0].numpy())
@@ -193,6 +193,8 @@ def test_predict_probabilities_and_bad_images(tmp_path, sample_37):
     assert main(["predict", str(tmp_path / "run"), str(big)]) == 2
     assert main(["predict", str(tmp_path / "run"), str(tmp_path / "missing.png")]) == 2
     assert main(["predict", str(tmp_path / "nowhere"), str(good)]) == 2
+    assert main(["predict", str(tmp_path / "run"), str(tmp_path)]) == 2
+    assert "is a folder; give the image files in it" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

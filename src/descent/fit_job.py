@@ -61,7 +61,13 @@ def load_fit_data(cfg: FitConfig):
         raise ConfigError('give the formula with --model, e.g. --model "a*t**2 + b*t + c"')
     if not cfg.y:
         raise ConfigError("give the column to fit with --y (the measured values)")
-    header = read_table(cfg.data, columns=[]).header if not cfg.x else None  # names only
+    header = read_table(cfg.data, columns=[]).header  # names only
+    missing = [c for c in cfg.x or [] if c not in header]
+    if missing:
+        raise ConfigError(
+            f"--x {', '.join(missing)}: no such column in {cfg.data}; "
+            f"its columns are {', '.join(header)}"
+        )
     candidates = cfg.x or [c for c in header if c != cfg.y]
     formula = parse_formula(cfg.model, candidates)
     if cfg.y in formula.inputs:

@@ -131,6 +131,8 @@ def read_image_file(
     a Lanczos resample to exactly `size` (aspect ratio not kept).
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; give the image files in it (e.g. {path}/*.png)")
     if not path.is_file():
         raise DataError(f"{path}: no such image file")
     h, w = size
