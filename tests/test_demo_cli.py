@@ -68,6 +68,26 @@ def test_version_help_and_bad_usage(capsys):
     assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
 
 
+def test_help_and_usage_errors_do_not_import_torch():
+    # `descent --help` and a mistyped option answer at once: torch loads ~2 s, and
+    # torch.optim's first optimizer another ~2 s (it imports torch._dynamo)
+    code = (
+        "import sys\n"
+        "from descent.cli import main\n"
+        "for args in (['--help'], ['train', '--batch-size', 'x'], ['fit', '--help']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "import descent\n"
+        "assert 'torch' not in sys.modules\n"
+        "assert [getattr(descent, n) for n in descent.__all__]  # every public name loads\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_explain_prints_the_seven_steps(capsys):
     assert main(["explain"]) == 0
     out = capsys.readouterr().out

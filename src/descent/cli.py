@@ -301,7 +301,7 @@ def _add_optim_options(p: argparse.ArgumentParser, optimizer: str, lr: str) -> N
 
 
 def _add_schedule_option(p: argparse.ArgumentParser) -> None:
-    from descent.schedules import SCHEDULES
+    from descent.config import SCHEDULES
 
     p.add_argument(
         "--schedule",

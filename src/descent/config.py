@@ -12,6 +12,9 @@ from dataclasses import asdict, dataclass
 
 from descent.errors import ConfigError
 
+# --schedule's choices (schedules.py implements them)
+SCHEDULES = ("constant", "one-cycle", "cosine", "step", "plateau")
+
 
 @dataclass
 class DemoConfig:

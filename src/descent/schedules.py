@@ -28,10 +28,10 @@ import math
 import torch
 from torch.optim import lr_scheduler
 
+from descent.config import SCHEDULES
 from descent.errors import ConfigError
 from descent.events import Callback
 
-SCHEDULES = ("constant", "one-cycle", "cosine", "step", "plateau")
 PER_STEP = ("one-cycle", "cosine")
 
 
