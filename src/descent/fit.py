@@ -24,6 +24,7 @@ from descent.levenberg import (
     NotFinite,
     Residuals,
     decompose,
+    require_finite,
     standard_errors,
 )
 from descent.models.formula import FormulaModel
@@ -54,8 +55,7 @@ class ScaledModel(FunctionModel):
         res = Residuals(model.f, x, y, elementwise=getattr(model, "elementwise", False))
         r = res(b0)
         jt = res.jacobian_t()
-        if not (math.isfinite(float(r @ r)) and math.isfinite(float(jt.sum()))):
-            raise NotFinite("the residuals or their Jacobian are not finite at the start")
+        require_finite(float(r @ r), jt)
         d, s, vh, _ = decompose(jt, r)
         s = np.maximum(s, s[0] * 1e-8) if s[0] > 0 else np.ones_like(s)
         t = math.sqrt(len(y) / 2) * (vh.T / s) / d[:, None]  # (p, p)
@@ -182,7 +182,12 @@ def check_fit_options(optimizer: str, lr, momentum: float, schedule: str) -> Non
         raise ConfigError(
             f"unknown --optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}"
         )
-    if optimizer == "lm" and lr is not None and lr != "auto":
+    if optimizer == "lm" and lr == "auto":
+        raise ConfigError(
+            "--lr auto finds a learning rate, and --optimizer lm takes none: "
+            "use --optimizer sgd, adam or lbfgs with it"
+        )
+    if optimizer == "lm" and lr is not None:
         raise ConfigError(
             "--lr has no effect with --optimizer lm, which chooses its own steps; "
             "use --optimizer sgd, adam or lbfgs to set a learning rate"

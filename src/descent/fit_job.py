@@ -101,11 +101,6 @@ def run_fit(
     console = console or Console(highlight=False, soft_wrap=True)
     say = (lambda *a, **k: None) if cfg.quiet else console.print
     check_options(cfg)
-    if cfg.lr == "auto" and cfg.optimizer == "lm":
-        raise ConfigError(
-            "--lr auto finds a learning rate, and --optimizer lm takes none: "
-            "use --optimizer sgd, adam or lbfgs with it"
-        )
     check_fit_options(cfg.optimizer, cfg.lr, cfg.momentum, cfg.schedule)
     formula, x, y, table = load_fit_data(cfg)
     model = FormulaModel(formula, cfg.init)

@@ -28,6 +28,13 @@ class NotFinite(ArithmeticError):
     point a fit starts from (later points are only accepted when finite)."""
 
 
+def require_finite(sum_sq: float, jt: torch.Tensor) -> None:
+    """NotFinite unless the sum of squared residuals and every Jacobian entry are
+    finite: where no step can be computed (the SVD fails, or reports convergence)."""
+    if not (math.isfinite(sum_sq) and math.isfinite(float(jt.sum()))):
+        raise NotFinite("the residuals or their Jacobian are not finite at the start")
+
+
 class Residuals:
     """r(b) = f(x, b) - y, and on demand J^T = (dr/db)^T, (p, n), at the last point."""
 
@@ -174,8 +181,7 @@ class LevenbergMarquardt(torch.optim.Optimizer):
         r, jt = self._residuals_and_jacobian()
         p, n = jt.shape
         f = 0.5 * float(r @ r)
-        if not (math.isfinite(f) and math.isfinite(float(jt.sum()))):
-            raise NotFinite("the residuals or their Jacobian are not finite at the start")
+        require_finite(f, jt)
         old_d = st.get("D")
         big_d, s, vh, c = decompose(jt, r, None if old_d is None else old_d.numpy())
         self.decomposition = (big_d, s, vh, c)
