@@ -21,10 +21,10 @@ from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine_info, table  # noqa: E402
-from descent.config import TrainConfig  # noqa: E402
+from descent.commands.config import TrainConfig  # noqa: E402
+from descent.commands.train import train_command  # noqa: E402
 from descent.data.images import load_images  # noqa: E402
 from descent.data.preprocess import deskew  # noqa: E402
-from descent.train import run_train  # noqa: E402
 
 
 def sklearn_accuracy(data, pre: bool) -> tuple[float, float]:
@@ -56,7 +56,7 @@ def main(argv=None) -> str:
             t0 = time.perf_counter()
             with tempfile.TemporaryDirectory() as tmp:
                 cfg = TrainConfig(classes=classes, deskew=deskewed, quiet=True, out=tmp)
-                r = run_train(cfg, Console(quiet=True))
+                r = train_command(cfg, Console(quiet=True))
             results[f"descent ({label})"] = (r.valid_accuracy, time.perf_counter() - t0)
             results[f"sklearn ({label})"] = sklearn_accuracy(data, deskewed)
         for label in ("deskewed", "raw pixels"):

@@ -1,4 +1,4 @@
-"""Learning-rate sweep: 16 rates trained at once (descent.sweep) against one training
+"""Learning-rate sweep: 16 rates trained at once (descent.tuning.sweep) against one training
 run of the same length and against 16 separate runs, on the bundled 3 vs 7 digits.
 
 Setup: load_images("mnist-sample", classes=["3", "7"], valid_pct=0.2, seed=0) (809
@@ -35,7 +35,7 @@ from common import header, interleaved, table, verdict  # noqa: E402
 from descent import Batches, Learner  # noqa: E402
 from descent.data.images import load_images  # noqa: E402
 from descent.models import MLP, PixelClassifier  # noqa: E402
-from descent.sweep import lr_sweep, parse_lrs  # noqa: E402
+from descent.tuning.sweep import lr_sweep, parse_lrs  # noqa: E402
 
 EPOCHS = 3
 LRS = parse_lrs("1e-4:10:16")

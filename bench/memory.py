@@ -43,7 +43,7 @@ CHILD = textwrap.dedent(
     from torch.utils.data import DataLoader, TensorDataset
     if kind == "descent train":
         from descent.cli import main
-        import descent.train, matplotlib.figure  # imported before the baseline is taken
+        import descent.commands.train, matplotlib.figure  # imported before the baseline is taken
     else:
         from descent import Batches, Learner
         from descent.models import PixelClassifier

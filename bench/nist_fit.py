@@ -28,7 +28,7 @@ from scipy.optimize import curve_fit
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine_info, median_time, table, verdict
 from descent.data.tables import read_table
-from descent.fit import fit_curve
+from descent.fitting.curve import fit_curve
 from descent.models.formula import FormulaModel, parse_formula
 
 HERE = Path(__file__).parent / "nist"
@@ -114,10 +114,10 @@ def run_problem(name: str, pr: dict, repeats: int) -> list[list]:
             popt, pcov = s
             s_lre = lre(list(popt), cert)
             s_ok = s_lre >= 4 and se_ok(list(np.sqrt(np.abs(np.diag(pcov)))), cert_se)
-        n_rep = 1 if r.fit.steps > 1000 else repeats
+        n_rep = 1 if r.fit_result.steps > 1000 else repeats
         t_ours = median_time(ours, n_rep, warmup=0)
         t_scipy = median_time(scipy_fit, n_rep, warmup=0)
-        rows.append([name, start[-1], d_lre, "yes" if d_ok else "NO", r.fit.steps,
+        rows.append([name, start[-1], d_lre, "yes" if d_ok else "NO", r.fit_result.steps,
                      1e3 * t_ours, s_lre, "yes" if s_ok else "NO", 1e3 * t_scipy,
                      t_ours / t_scipy])  # fmt: skip
     return rows

@@ -1,8 +1,10 @@
-"""Learner's plain-SGD step (applied directly) is bit-identical to torch.optim.SGD's."""
+"""PlainSGD, the book's update that plain "sgd" trains with, is bit-identical to
+torch.optim.SGD's step, and hands over to torch.optim.SGD when an option needs it."""
 
 import torch
 
 from descent import Batches, Learner
+from descent.core.optim import PlainSGD
 from descent.models import PixelClassifier
 
 
@@ -17,7 +19,7 @@ def test_plain_sgd_step_equals_torch_optim():
     learner = Learner(PixelClassifier(784, 10), Batches(x, y, 64, seed=1),
                       loss="cross_entropy", lr=0.1, progress=False)  # fmt: skip
     learner.fit(3)
-    assert learner._plain_sgd  # the direct update was used
+    assert type(learner.opt) is PlainSGD  # the book's update was used
 
     model = PixelClassifier(784, 10)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -32,15 +34,15 @@ def test_plain_sgd_step_equals_torch_optim():
         assert torch.equal(ours, theirs)
 
 
-def test_momentum_or_hooks_use_torch_optim():
+def test_momentum_uses_torch_sgd_and_hooks_run_on_plain_sgd():
     x, y = _data()
     learner = Learner(PixelClassifier(784, 10), Batches(x, y, 64), loss="cross_entropy",
                       lr=0.1, opt_kwargs={"momentum": 0.9}, progress=False)  # fmt: skip
     learner.fit(1)
-    assert not learner._plain_sgd
+    assert type(learner.opt) is torch.optim.SGD
     calls = []
     learner = Learner(PixelClassifier(784, 10), Batches(x, y, 64), loss="cross_entropy",
                       lr=0.1, progress=False)  # fmt: skip
     learner.opt.register_step_post_hook(lambda opt, args, kwargs: calls.append(1))
     learner.fit(1)
-    assert not learner._plain_sgd and len(calls) == len(learner.train_batches)
+    assert type(learner.opt) is PlainSGD and len(calls) == len(learner.train_batches)

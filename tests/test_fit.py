@@ -14,11 +14,11 @@ from rich.console import Console
 from scipy.optimize import curve_fit
 
 from descent.cli import main
-from descent.config import FitConfig
+from descent.commands.config import FitConfig
+from descent.commands.fit import fit_command
 from descent.data.synthetic import quadratic, roller_coaster
 from descent.errors import FormulaError
-from descent.fit import fit_curve
-from descent.fit_job import run_fit
+from descent.fitting.curve import fit_curve
 from descent.models.formula import FormulaModel, parse_formula
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "nist"
@@ -54,7 +54,7 @@ def fit_nist(folder, name, start, tmp_path):
         quiet=True,
         plots=False,
     )
-    return pr, run_fit(cfg, Console(quiet=True))
+    return pr, fit_command(cfg, Console(quiet=True))
 
 
 @pytest.mark.parametrize("folder, name, start", nist_cases(SHARED))
@@ -138,7 +138,7 @@ def coaster_csv(tmp_path):
 
 def test_roller_coaster_from_csv_matches_least_squares(coaster_csv, tmp_path):
     path, t, speed = coaster_csv
-    r = run_fit(
+    r = fit_command(
         FitConfig(
             data=str(path),
             model="a*time**2 + b*time + c",
@@ -205,7 +205,7 @@ def test_other_optimizers_reach_the_optimum_in_whitened_parameters(coaster_csv, 
     coef = np.polyfit(t.numpy(), speed.numpy(), 2)
     optimum = float(np.sum((np.polyval(coef, t.numpy()) - speed.numpy()) ** 2))
     assert r.rss == pytest.approx(optimum, rel=1e-6)
-    assert r.fit.stopped == "converged"
+    assert r.fit_result.stopped == "converged"
     # without whitening, the same plain SGD at the largest stable rate is still far off
     raw = fit_curve(
         FormulaModel("a*t**2 + b*t + c", {"a": 1.0, "b": 1.0, "c": 1.0}),

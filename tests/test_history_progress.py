@@ -6,20 +6,20 @@ import math
 import torch
 from rich.console import Console
 
+from descent.core.history import History
+from descent.core.learner import Learner
+from descent.core.progress import ProgressDisplay
 from descent.data.batches import Batches
 from descent.data.synthetic import quadratic
-from descent.history import History
-from descent.learner import Learner
+from descent.io.rundir import RunDir
 from descent.models.function import FunctionModel
-from descent.progress import ProgressDisplay
 
 
 def test_history_csv_round_trips_floats_exactly(tmp_path):
     h = History()
     h.append({"epoch": 1, "train_loss": 0.1 + 0.2, "valid_loss": math.nan, "time": 0.5})
     h.append({"epoch": 2, "train_loss": 1e-300, "valid_loss": 3.0, "time": 0.25})
-    path = tmp_path / "metrics.csv"
-    h.save_csv(path)
+    path = RunDir(tmp_path).write_metrics(h)
     lines = path.read_text().splitlines()
     assert lines[0] == "epoch,train_loss,valid_loss,time"
     assert float(lines[1].split(",")[1]) == 0.1 + 0.2 and float(lines[2].split(",")[1]) == 1e-300

@@ -3,13 +3,14 @@
 import pytest
 import torch
 
+from descent.commands.demo import plain_loop
+from descent.core.events import EVENTS, Callback, CancelEpoch, CancelFit
+from descent.core.learner import Learner
 from descent.data.batches import Batches
 from descent.data.synthetic import quadratic
-from descent.demo import plain_loop
 from descent.errors import ConfigError
-from descent.events import EVENTS, Callback, CancelEpoch, CancelFit
-from descent.learner import Learner
 from descent.models.function import FunctionModel
+from descent.report.explain import explain
 
 
 def book_learner(t, speed, init, lr=1e-5, **kw):
@@ -213,7 +214,7 @@ def test_metrics_on_validation_and_explain(roller):
     rec = result.history[-1]
     assert set(rec) == {"epoch", "train_loss", "valid_loss", "valid_rmse", "valid_r2", "time"}
     assert rec["valid_rmse"] == pytest.approx(rec["valid_loss"] ** 0.5, rel=1e-6)
-    text = learner.explain()
+    text = explain(learner)
     for step in ("[1 init]", "[2 predict]", "[3 loss]", "[4 gradient]", "[5 step]", "[6 repeat]"):
         assert step in text
     assert "rmse, r2" in text

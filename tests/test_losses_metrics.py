@@ -6,7 +6,7 @@ import torch
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import r2_score
 
-from descent import losses, metrics
+from descent.core import losses, metrics
 from descent.errors import DataError
 
 

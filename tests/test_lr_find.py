@@ -9,13 +9,13 @@ import torch
 
 from descent import Batches, Learner
 from descent.cli import main
-from descent.config import TrainConfig
+from descent.commands.config import TrainConfig
+from descent.commands.train import make_learner, prepare_data
 from descent.data.synthetic import quadratic, roller_coaster
 from descent.errors import ConfigError
-from descent.lr_find import lr_find, suggest
 from descent.models.function import FunctionModel
-from descent.sweep import lr_sweep
-from descent.train import make_learner, prepare_data
+from descent.tuning.lr_find import lr_find, suggest
+from descent.tuning.sweep import lr_sweep
 
 THREE_SEVEN = TrainConfig(source="mnist-sample", classes=["3", "7"], quiet=True)
 
@@ -91,16 +91,16 @@ def test_suggest_reads_the_curve():
 
 
 def test_levenberg_marquardt_has_no_rate_to_find(tmp_path):
-    from descent.config import FitConfig
-    from descent.fit_job import fit_learner, load_fit_data
+    from descent.commands.config import FitConfig
+    from descent.commands.fit import build_fit_learner, load_fit_data
     from descent.models.formula import FormulaModel
 
     csv = tmp_path / "d.csv"
     csv.write_text("t,y\n" + "".join(f"{i},{2 * i + 1}\n" for i in range(10)))
     cfg = FitConfig(data=str(csv), model="a*t+b", y="y")
-    formula, x, y, _ = load_fit_data(cfg)
+    data = load_fit_data(cfg)
     with pytest.raises(ConfigError, match="Levenberg-Marquardt"):
-        lr_find(fit_learner(cfg, FormulaModel(formula, None), x, y))
+        lr_find(build_fit_learner(cfg, FormulaModel(data.formula, None), data.x, data.y))
 
 
 def test_cli_lr_find_and_fit_lr_auto(tmp_path, capsys):

@@ -15,23 +15,19 @@ import torch
 from rich.console import Console
 from safetensors.torch import load_file
 
-from descent.checkpoint import (
-    list_checkpoints,
-    load_checkpoint,
-    load_model,
-    save_checkpoint,
-)
+from descent.callbacks.stopping import EarlyStopping
 from descent.cli import main
-from descent.config import FitConfig, TrainConfig
+from descent.commands.config import FitConfig, TrainConfig
+from descent.commands.fit import fit_command
+from descent.commands.resume import resume_command as resume
+from descent.commands.train import train_command
+from descent.core.learner import Learner
 from descent.data.batches import Batches
 from descent.data.synthetic import quadratic
 from descent.errors import CheckpointError
-from descent.fit_job import run_fit
-from descent.learner import Learner
+from descent.io.checkpoints import list_checkpoints, load_checkpoint, save_checkpoint
+from descent.io.models import load_model
 from descent.models.function import FunctionModel
-from descent.resume import resume
-from descent.stopping import EarlyStopping
-from descent.train import run_train
 
 NIST = Path(__file__).resolve().parents[1] / "bench" / "nist"
 QUIET = Console(quiet=True)
@@ -61,10 +57,10 @@ KILLER = textwrap.dedent(
     """
     import json, os, signal, sys
     from rich.console import Console
-    from descent.config import FitConfig, TrainConfig
-    from descent.events import Callback
-    from descent.fit_job import run_fit
-    from descent.train import run_train
+    from descent.commands.config import FitConfig, TrainConfig
+    from descent.core.events import Callback
+    from descent.commands.fit import fit_command
+    from descent.commands.train import train_command
 
     kind, cfg, where = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
     epoch, batch = int(sys.argv[4]), int(sys.argv[5])
@@ -79,7 +75,7 @@ KILLER = textwrap.dedent(
             if where == "epoch" and len(self.learner.history) == epoch:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    job = run_train if kind == "train" else run_fit
+    job = train_command if kind == "train" else fit_command
     config = TrainConfig(**cfg) if kind == "train" else FitConfig(**cfg)
     job(config, Console(quiet=True), callbacks=[Kill()])
     """
@@ -111,7 +107,7 @@ def assert_same_run(a: Path, b: Path):
 @pytest.fixture(scope="module")
 def uninterrupted_train(tmp_path_factory):
     out = tmp_path_factory.mktemp("whole") / "run"
-    run_train(TrainConfig(**TRAIN, out=str(out)), QUIET)
+    train_command(TrainConfig(**TRAIN, out=str(out)), QUIET)
     return out
 
 
@@ -134,7 +130,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_exact(tmp_path, uninterrupted_trai
 def test_sigkill_with_a_schedule_then_resume_is_bit_exact(tmp_path, schedule):
     cfg = {**TRAIN, "schedule": schedule, "patience": 0, "epochs": 4, "model": "linear"}
     whole = tmp_path / "whole"
-    run_train(TrainConfig(**cfg, out=str(whole)), QUIET)
+    train_command(TrainConfig(**cfg, out=str(whole)), QUIET)
     out = tmp_path / "run"
     killed_run(tmp_path, "train", {**cfg, "out": str(out), "checkpoint_every": "5steps"},
                "batch", 2, 9)  # fmt: skip
@@ -165,7 +161,7 @@ MISRA = dict(
 def test_sigkill_during_a_fit_then_resume_is_bit_exact(tmp_path, base, optimizer):
     cfg = {**base, "optimizer": optimizer, "epochs": 60, "checkpoint_every": "5"}
     whole = tmp_path / "whole"
-    run_fit(FitConfig(**cfg, out=str(whole)), QUIET)
+    fit_command(FitConfig(**cfg, out=str(whole)), QUIET)
     out = tmp_path / "run"
     killed_run(tmp_path, "fit", {**cfg, "out": str(out)}, "batch", 23, 1)
     resume(out, QUIET, quiet=True)
@@ -176,7 +172,7 @@ def test_sigkill_during_a_fit_then_resume_is_bit_exact(tmp_path, base, optimizer
 
 def test_resume_of_a_finished_run_changes_nothing(tmp_path, uninterrupted_train):
     result = resume(uninterrupted_train, QUIET, quiet=True)
-    assert result.fit.stopped in ("early_stopping", "max_epochs")
+    assert result.fit_result.stopped in ("early_stopping", "max_epochs")
     assert_same_run(uninterrupted_train, uninterrupted_train)
 
 
@@ -237,8 +233,9 @@ def test_kill_while_a_checkpoint_is_written_leaves_the_previous_intact(tmp_path)
     script = tmp_path / "big.py"
     script.write_text(
         "import json, sys\nfrom rich.console import Console\n"
-        "from descent.config import TrainConfig\nfrom descent.train import run_train\n"
-        "run_train(TrainConfig(**json.loads(sys.argv[1])), Console(quiet=True))\n"
+        "from descent.commands.config import TrainConfig\n"
+        "from descent.commands.train import train_command\n"
+        "train_command(TrainConfig(**json.loads(sys.argv[1])), Console(quiet=True))\n"
     )
     folder = out / "checkpoints"
     proc = subprocess.Popen([sys.executable, str(script), json.dumps(cfg)])
@@ -281,7 +278,7 @@ def test_learner_state_dict_round_trip_mid_epoch(roller):
     whole.fit(6)
     part = learner()
 
-    from descent.events import Callback, CancelFit
+    from descent.core.events import Callback, CancelFit
 
     class StopAt(Callback):
         def after_step(self):
@@ -314,7 +311,7 @@ class Evil:
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("small") / "run"
-    run_train(
+    train_command(
         TrainConfig(source="mnist-sample", classes=["3", "7"], epochs=2, out=str(out), quiet=True),
         QUIET,
     )
@@ -419,7 +416,7 @@ def test_resume_errors_name_the_problem(tmp_path, capsys):
 
 def test_checkpoints_keep_the_newest_and_the_best(tmp_path):
     out = tmp_path / "run"
-    run_train(
+    train_command(
         TrainConfig(
             source="mnist-sample",
             classes=["3", "7"],

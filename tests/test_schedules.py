@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from descent import Batches, Learner
+from descent.callbacks.schedules import Schedule
+from descent.core.events import Callback
 from descent.errors import ConfigError
-from descent.events import Callback
 from descent.models import PixelClassifier
-from descent.schedules import Schedule, plot_schedule
+from descent.report.plots import plot_schedule
 
 LR = 0.1
 
@@ -94,7 +95,7 @@ def test_plateau_reduces_after_patience_epochs_without_improvement():
 
 
 def test_schedule_state_round_trips_through_a_checkpoint(tmp_path):
-    from descent.checkpoint import load_checkpoint, save_checkpoint
+    from descent.io.checkpoints import load_checkpoint, save_checkpoint
 
     whole, _ = _learner("one-cycle")
     whole.fit(4)
@@ -106,7 +107,7 @@ def test_schedule_state_round_trips_through_a_checkpoint(tmp_path):
 
         def after_step(self):
             if self.learner.steps == 7:
-                from descent.events import CancelFit
+                from descent.core.events import CancelFit
 
                 raise CancelFit("interrupted", "test")
 
@@ -129,19 +130,19 @@ def test_unknown_schedule_and_plot():
 
 
 def test_train_with_one_cycle_runs_the_whole_cycle_unless_patience_is_given(tmp_path):
-    from descent.config import TrainConfig
-    from descent.train import run_train
+    from descent.commands.config import TrainConfig
+    from descent.commands.train import train_command
 
     def run(name, **kw):
         cfg = TrainConfig(classes=["3", "7"], epochs=12, out=str(tmp_path / name), quiet=True, **kw)
-        return run_train(cfg)
+        return train_command(cfg)
 
     # a rate too high for the middle of the cycle: valid_loss rises there, and early
     # stopping with patience 2 would cut the cycle short before it anneals
     whole = run("oc", schedule="one-cycle", lr=1.0)
-    assert whole.fit.stopped == "max_epochs" and whole.fit.epochs == 12
+    assert whole.fit_result.stopped == "max_epochs" and whole.fit_result.epochs == 12
     cut = run("oc2", schedule="one-cycle", lr=1.0, patience=2)
-    assert cut.fit.stopped == "early_stopping" and cut.fit.epochs < 12
+    assert cut.fit_result.stopped == "early_stopping" and cut.fit_result.epochs < 12
     assert TrainConfig().early_stopping_patience() == 5
     assert TrainConfig(schedule="step").early_stopping_patience() == 5
     assert TrainConfig(schedule="cosine").early_stopping_patience() == 0

@@ -8,20 +8,14 @@ import signal
 import pytest
 import torch
 
+from descent.callbacks.stopping import Converged, EarlyStopping, TargetLoss, TimeBudget
+from descent.core.events import Callback
+from descent.core.guards import DivergenceGuard, InterruptHandler
+from descent.core.learner import Learner
 from descent.data.batches import Batches
 from descent.data.synthetic import quadratic
 from descent.errors import ConfigError
-from descent.events import Callback
-from descent.learner import Learner
 from descent.models.function import FunctionModel
-from descent.stopping import (
-    Converged,
-    DivergenceGuard,
-    EarlyStopping,
-    InterruptHandler,
-    TargetLoss,
-    TimeBudget,
-)
 
 
 def make_learner(roller, lr=1e-5, batch_size=None, valid=True, **kw):

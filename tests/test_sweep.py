@@ -16,7 +16,7 @@ from descent.errors import ConfigError
 from descent.models import MLP, PixelClassifier
 from descent.models.formula import FormulaModel
 from descent.models.function import FunctionModel
-from descent.sweep import lr_sweep, parse_lrs
+from descent.tuning.sweep import lr_sweep, parse_lrs
 
 
 @pytest.fixture(scope="module")

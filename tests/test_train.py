@@ -12,19 +12,19 @@ import pytest
 import torch
 from PIL import Image
 
-from descent.checkpoint import load_model
 from descent.cli import main
-from descent.config import BOOK_RECIPE, TrainConfig
+from descent.commands.config import BOOK_RECIPE, TrainConfig
+from descent.commands.predict import predict_files
+from descent.commands.train import train_command
 from descent.data.images import load_images
 from descent.data.preprocess import Preprocess, deskew
+from descent.io.models import load_model
 from descent.models import MLP, PixelClassifier
-from descent.plots import plot_weight_images
-from descent.predict import predict_files
-from descent.train import run_train
+from descent.report.plots import plot_weight_images
 
 
 def train(tmp_path, **kw):
-    return run_train(TrainConfig(out=str(tmp_path / "run"), quiet=True, **kw))
+    return train_command(TrainConfig(out=str(tmp_path / "run"), quiet=True, **kw))
 
 
 @pytest.mark.parametrize(
@@ -39,16 +39,16 @@ def test_default_accuracy_on_the_bundled_sample(tmp_path, kw, floor):
     result = train(tmp_path, **kw)
     assert result.valid_accuracy >= floor
     # the accuracy reported is that of the parameters kept (the best epoch's)
-    best = result.fit.history[result.fit.best_epoch - 1]
+    best = result.fit_result.history[result.fit_result.best_epoch - 1]
     assert result.valid_accuracy == pytest.approx(best["valid_accuracy"])
 
 
 def test_the_books_recipe_and_its_accuracy_curve(tmp_path):
-    result = run_train(
+    result = train_command(
         TrainConfig(classes=["3", "7"], out=str(tmp_path / "book"), quiet=True, **BOOK_RECIPE)
     )
-    acc = result.fit.history.column("valid_accuracy")
-    assert result.fit.steps == 980  # the book's 20 epochs of 49 batches
+    acc = result.fit_result.history.column("valid_accuracy")
+    assert result.fit_result.steps == 980  # the book's 20 epochs of 49 batches
     assert result.summary["loss"] == "mnist"
     # like the book's: starts near chance, climbs steeply, then flattens out above 0.95
     assert acc[0] < 0.75 and acc[len(acc) // 4] > 0.9 and acc[-1] >= 0.96
@@ -146,7 +146,7 @@ def test_trains_on_mnist_idx_files(tmp_path, gz):
     _write_idx(root / f"train-labels-idx1-ubyte{suffix}", d.train_y[tr].numpy(), gz)
     _write_idx(root / f"t10k-images-idx3-ubyte{suffix}", d.valid_x[va].numpy(), gz)
     _write_idx(root / f"t10k-labels-idx1-ubyte{suffix}", d.valid_y[va].numpy(), gz)
-    result = run_train(
+    result = train_command(
         TrainConfig(source=str(root), out=str(tmp_path / "run"), quiet=True, epochs=10)
     )
     assert result.labels == [str(i) for i in range(10)]

@@ -21,39 +21,43 @@ _EXPORTS = {
     "DataError": "descent.errors",
     "DescentError": "descent.errors",
     "FormulaError": "descent.errors",
-    "Callback": "descent.events",
-    "CancelEpoch": "descent.events",
-    "CancelFit": "descent.events",
-    "CurveFit": "descent.fit",
-    "fit_curve": "descent.fit",
-    "History": "descent.history",
-    "FitResult": "descent.learner",
-    "Learner": "descent.learner",
-    "bce": "descent.losses",
-    "cross_entropy": "descent.losses",
-    "mae": "descent.losses",
-    "mnist_loss": "descent.losses",
-    "mse": "descent.losses",
-    "LRFindResult": "descent.lr_find",
-    "lr_find": "descent.lr_find",
-    "R2": "descent.metrics",
-    "RMSE": "descent.metrics",
-    "Accuracy": "descent.metrics",
+    "Callback": "descent.core.events",
+    "CancelEpoch": "descent.core.events",
+    "CancelFit": "descent.core.events",
+    "CurveFit": "descent.fitting.curve",
+    "fit_curve": "descent.fitting.curve",
+    "History": "descent.core.history",
+    "FitResult": "descent.core.result",
+    "Learner": "descent.core.learner",
+    "bce": "descent.core.losses",
+    "cross_entropy": "descent.core.losses",
+    "mae": "descent.core.losses",
+    "mnist_loss": "descent.core.losses",
+    "mse": "descent.core.losses",
+    "LRFindResult": "descent.tuning.lr_find",
+    "lr_find": "descent.tuning.lr_find",
+    "R2": "descent.core.metrics",
+    "RMSE": "descent.core.metrics",
+    "Accuracy": "descent.core.metrics",
     "MLP": "descent.models",
     "PixelClassifier": "descent.models",
     "FormulaModel": "descent.models.formula",
     "FunctionModel": "descent.models.function",
-    "ProgressDisplay": "descent.progress",
-    "Schedule": "descent.schedules",
-    "Converged": "descent.stopping",
-    "DivergenceGuard": "descent.stopping",
-    "EarlyStopping": "descent.stopping",
-    "InterruptHandler": "descent.stopping",
-    "TargetLoss": "descent.stopping",
-    "TimeBudget": "descent.stopping",
-    "SweepResult": "descent.sweep",
-    "lr_sweep": "descent.sweep",
-    "parse_lrs": "descent.sweep",
+    "ProgressDisplay": "descent.core.progress",
+    "Schedule": "descent.callbacks.schedules",
+    "Converged": "descent.callbacks.stopping",
+    "DivergenceGuard": "descent.core.guards",
+    "EarlyStopping": "descent.callbacks.stopping",
+    "InterruptHandler": "descent.core.guards",
+    "TargetLoss": "descent.callbacks.stopping",
+    "TimeBudget": "descent.callbacks.stopping",
+    "StopReason": "descent.core.events",
+    "Checkpointer": "descent.callbacks.checkpointer",
+    "PredictionSnapshots": "descent.callbacks.snapshots",
+    "explain": "descent.report.explain",
+    "SweepResult": "descent.tuning.sweep",
+    "lr_sweep": "descent.tuning.sweep",
+    "parse_lrs": "descent.tuning.sweep",
 }
 
 __all__ = [
@@ -63,6 +67,7 @@ __all__ = [
     "CancelEpoch",
     "CancelFit",
     "CheckpointError",
+    "Checkpointer",
     "ConfigError",
     "Converged",
     "CurveFit",
@@ -83,13 +88,16 @@ __all__ = [
     "ProgressDisplay",
     "R2",
     "RMSE",
+    "PredictionSnapshots",
     "Schedule",
+    "StopReason",
     "SweepResult",
     "TargetLoss",
     "TimeBudget",
     "__version__",
     "bce",
     "cross_entropy",
+    "explain",
     "fit_curve",
     "lr_find",
     "lr_sweep",
@@ -115,26 +123,24 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # the same names, for type checkers and editors
+    from descent.callbacks.checkpointer import Checkpointer
+    from descent.callbacks.schedules import Schedule
+    from descent.callbacks.snapshots import PredictionSnapshots
+    from descent.callbacks.stopping import Converged, EarlyStopping, TargetLoss, TimeBudget
+    from descent.core.events import Callback, CancelEpoch, CancelFit, StopReason
+    from descent.core.guards import DivergenceGuard, InterruptHandler
+    from descent.core.history import History
+    from descent.core.learner import Learner
+    from descent.core.losses import bce, cross_entropy, mae, mnist_loss, mse
+    from descent.core.metrics import R2, RMSE, Accuracy
+    from descent.core.progress import ProgressDisplay
+    from descent.core.result import FitResult
     from descent.data.batches import Batches, random_split
     from descent.errors import CheckpointError, ConfigError, DataError, DescentError, FormulaError
-    from descent.events import Callback, CancelEpoch, CancelFit
-    from descent.fit import CurveFit, fit_curve
-    from descent.history import History
-    from descent.learner import FitResult, Learner
-    from descent.losses import bce, cross_entropy, mae, mnist_loss, mse
-    from descent.lr_find import LRFindResult, lr_find
-    from descent.metrics import R2, RMSE, Accuracy
+    from descent.fitting.curve import CurveFit, fit_curve
     from descent.models import MLP, PixelClassifier
     from descent.models.formula import FormulaModel
     from descent.models.function import FunctionModel
-    from descent.progress import ProgressDisplay
-    from descent.schedules import Schedule
-    from descent.stopping import (
-        Converged,
-        DivergenceGuard,
-        EarlyStopping,
-        InterruptHandler,
-        TargetLoss,
-        TimeBudget,
-    )
-    from descent.sweep import SweepResult, lr_sweep, parse_lrs
+    from descent.report.explain import explain
+    from descent.tuning.lr_find import LRFindResult, lr_find
+    from descent.tuning.sweep import SweepResult, lr_sweep, parse_lrs

@@ -1,7 +1,8 @@
-"""The `descent` command. Thin: parse -> config -> one library call -> print / exit code.
+"""The `descent` command. Thin: parse -> config -> one command call -> exit status.
 
-Exit codes: 0 done; 1 unexpected error; 2 bad input or options (the message says
-which and what would work); 130 interrupted by Ctrl-C; 143 by SIGTERM.
+The options' defaults come from commands/config.py and their choices from
+options.py, so the help always says what the code does. Nothing here imports torch:
+`descent --help` and a bad option are answered at once.
 """
 
 from __future__ import annotations
@@ -10,11 +11,39 @@ import argparse
 import sys
 import traceback
 from collections.abc import Sequence
+from enum import IntEnum
 
 from descent import __version__
+from descent.commands.config import DemoConfig, FitConfig, TrainConfig, default_of
 from descent.errors import DescentError
+from descent.options import (
+    CLASSIFIER_LOSSES,
+    FIT_DEFAULT_LR,
+    FIT_SOLVERS,
+    IMAGE_MODELS,
+    LR_FIND_END,
+    LR_FIND_START,
+    LR_FIND_STEPS,
+    LR_SWEEP_EPOCHS,
+    LR_SWEEP_RATES,
+    OPTIMIZERS,
+    SCHEDULES,
+)
 
-EXIT_INTERRUPT = {"SIGINT": 130, "SIGTERM": 143}
+
+class ExitStatus(IntEnum):
+    """The exit statuses of `descent`, each with its reason."""
+
+    SUCCESS = 0  # done
+    ERROR = 1  # an unexpected error (a bug: the traceback is printed)
+    BAD_INPUT = 2  # bad input or options: the message says which and what would work
+    SIGINT = 130  # 128 + 2: interrupted by Ctrl-C; a checkpoint was written
+    SIGTERM = 143  # 128 + 15: stopped by SIGTERM; a checkpoint was written
+
+
+def _default(cls: type, name: str) -> str:
+    value = default_of(cls, name)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,9 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
             "Writes plots and a summary to --out."
         ),
     )
-    demo.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
     demo.add_argument(
-        "--seed", type=int, default=42, help="seed for the data and the start (default: 42)"
+        "--out",
+        default=DemoConfig.out,
+        help=f"run directory (default: {DemoConfig.out})",
+    )
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=DemoConfig.seed,
+        help=f"seed for the data and the start (default: {DemoConfig.seed})",
     )
     demo.set_defaults(run=_run_demo)
 
@@ -74,29 +110,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("source", help="mnist-sample, an image folder, an IDX folder or a .npz")
     train.add_argument("--classes", help="comma-separated labels to keep, e.g. 3,7")
-    train.add_argument("--model", choices=["linear", "mlp"], help="default: linear")
-    train.add_argument("--hidden", type=int, help="hidden units of the mlp (default: 100)")
+    train.add_argument(
+        "--model", choices=IMAGE_MODELS, help=f"default: {_default(TrainConfig, 'model')}"
+    )
+    train.add_argument(
+        "--hidden",
+        type=int,
+        help=f"hidden units of the mlp (default: {_default(TrainConfig, 'hidden')})",
+    )
     train.add_argument(
         "--loss",
-        choices=["auto", "mnist", "bce", "cross_entropy"],
+        choices=CLASSIFIER_LOSSES,
         help="default auto: bce with one output for two classes, else cross_entropy",
     )
-    _add_optim_options(train, "adam", "3e-3")
+    _add_optim_options(train)
     _add_schedule_option(train)
-    train.add_argument("--batch-size", type=int, help="default: 128")
-    train.add_argument("--epochs", type=int, help="the most epochs to train (default: 30)")
+    train.add_argument(
+        "--batch-size", type=int, help=f"default: {_default(TrainConfig, 'batch_size')}"
+    )
+    train.add_argument(
+        "--epochs",
+        type=int,
+        help=f"the most epochs to train (default: {_default(TrainConfig, 'epochs')})",
+    )
     train.add_argument("--steps", type=int, help="train for this many steps instead of --epochs")
     train.add_argument(
         "--patience",
         type=int,
         help="early stopping patience on valid_loss, 0 = off "
-        "(default: 5; off with --schedule one-cycle or cosine)",
+        f"(default: {TrainConfig.DEFAULT_PATIENCE}; off with --schedule one-cycle or cosine)",
     )
     train.add_argument(
-        "--valid-pct", type=float, help="validation share when the source has none (default: 0.2)"
+        "--valid-pct",
+        type=float,
+        help="validation share when the source has none "
+        f"(default: {_default(TrainConfig, 'valid_pct')})",
     )
     train.add_argument(
-        "--seed", type=int, help="split, initial weights and batch order (default: 0)"
+        "--seed",
+        type=int,
+        help=f"split, initial weights and batch order (default: {_default(TrainConfig, 'seed')})",
     )
     train.add_argument(
         "--no-deskew",
@@ -106,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on raw pixels (default: digits are deskewed)",
     )
     train.add_argument(
-        "--init-std", type=float, help="initial weights ~ N(0, init_std) (default: 0)"
+        "--init-std",
+        type=float,
+        help=f"initial weights ~ N(0, init_std) (default: {_default(TrainConfig, 'init_std')})",
     )
     train.add_argument(
         "--book",
@@ -116,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
             "980 steps (the book's 20 epochs)"
         ),
     )
-    _add_checkpoint_options(train, "1")
+    _add_checkpoint_options(train, TrainConfig)
     train.add_argument("--out", help="run directory (default: runs/train-<time>)")
     train.add_argument("--json", help="also write the summary to this JSON file")
     train.set_defaults(run=_run_train)
@@ -157,17 +212,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--init", help="starting values, e.g. b1=500,b2=1e-4 (default: all 1)")
     fit.add_argument(
-        "--optimizer", choices=["lm", "sgd", "adam", "adamw", "lbfgs"], help="default: lm"
+        "--optimizer", choices=FIT_SOLVERS, help=f"default: {_default(FitConfig, 'optimizer')}"
     )
+    own = ", ".join(f"{k} {v:g}" for k, v in FIT_DEFAULT_LR.items() if k != "adamw")
     fit.add_argument(
         "--lr",
         type=lr_value,
-        help="learning rate (sgd 0.5, adam 1, lbfgs 1), or auto to run lr-find first; "
+        help=f"learning rate ({own}), or auto to run lr-find first; "
         "with no --optimizer, --lr means --optimizer sgd",
     )
     _add_schedule_option(fit)
     fit.add_argument("--momentum", type=float, help="SGD momentum (default: 0)")
-    fit.add_argument("--epochs", type=int, help="the most steps (default: 10000)")
+    fit.add_argument(
+        "--epochs", type=int, help=f"the most steps (default: {_default(FitConfig, 'epochs')})"
+    )
     fit.add_argument(
         "--no-scale",
         dest="scale",
@@ -181,9 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="drop rows with missing values instead of stopping",
     )
-    fit.add_argument("--valid-pct", type=float, help="hold out this share of rows (default: 0)")
-    fit.add_argument("--seed", type=int, help="seed of the held-out split (default: 0)")
-    _add_checkpoint_options(fit, "0")
+    fit.add_argument(
+        "--valid-pct",
+        type=float,
+        help=f"hold out this share of rows (default: {_default(FitConfig, 'valid_pct')})",
+    )
+    fit.add_argument(
+        "--seed",
+        type=int,
+        help=f"seed of the held-out split (default: {_default(FitConfig, 'seed')})",
+    )
+    _add_checkpoint_options(fit, FitConfig)
     fit.add_argument("--out", help="run directory (default: runs/fit-<time>)")
     fit.add_argument("--json", help="also write the summary to this JSON file")
     fit.add_argument("--animate", metavar="GIF", help="write an animation of the fit, e.g. fit.gif")
@@ -223,32 +289,45 @@ def build_parser() -> argparse.ArgumentParser:
         lp.add_argument("--init", help="fit mode: starting values, e.g. a=1,b=0")
         lp.add_argument("--classes", help="train mode: labels to keep, e.g. 3,7")
         lp.add_argument("--hidden", type=int, help="train mode: hidden units of the mlp")
-        lp.add_argument("--loss", choices=["auto", "mnist", "bce", "cross_entropy"])
+        lp.add_argument("--loss", choices=CLASSIFIER_LOSSES)
         lp.add_argument(
             "--optimizer",
-            choices=["sgd", "adam", "adamw", "lbfgs"],
-            help="default: train's adam; fit's sgd (lm has no learning rate)",
+            choices=OPTIMIZERS,
+            help=f"default: train's {_default(TrainConfig, 'optimizer')}; fit's sgd "
+            "(lm has no learning rate)",
         )
         lp.add_argument("--momentum", type=float, help="SGD momentum (default: 0)")
-        lp.add_argument("--batch-size", type=int, help="train mode (default: 128)")
+        lp.add_argument(
+            "--batch-size",
+            type=int,
+            help=f"train mode (default: {_default(TrainConfig, 'batch_size')})",
+        )
         lp.add_argument("--valid-pct", type=float, help="validation share")
         lp.add_argument("--seed", type=int, help="split, initial weights and batch order")
         lp.add_argument("--no-deskew", dest="deskew", action="store_false", default=None)
         lp.add_argument("--no-scale", dest="scale", action="store_false", default=None)
         lp.add_argument("--out", help=f"output folder (default: runs/{name}-<time>)")
         if name == "lr-find":
-            lp.add_argument("--start-lr", type=float, default=1e-7, help="default: 1e-7")
-            lp.add_argument("--end-lr", type=float, default=10.0, help="default: 10")
-            lp.add_argument("--iterations", type=int, default=100, help="default: 100")
+            lp.add_argument(
+                "--start-lr", type=float, default=LR_FIND_START, help=f"default: {LR_FIND_START:g}"
+            )
+            lp.add_argument(
+                "--end-lr", type=float, default=LR_FIND_END, help=f"default: {LR_FIND_END:g}"
+            )
+            lp.add_argument(
+                "--iterations", type=int, default=LR_FIND_STEPS, help=f"default: {LR_FIND_STEPS}"
+            )
             lp.set_defaults(run=_run_lr_find)
         else:
             lp.add_argument(
                 "--lrs",
-                default="1e-4:1:16",
+                default=LR_SWEEP_RATES,
                 help="LO:HI:K, K rates log-spaced from LO to HI, or a list 0.01,0.1,1 "
-                "(default: 1e-4:1:16)",
+                f"(default: {LR_SWEEP_RATES})",
             )
-            lp.add_argument("--epochs", type=int, default=3, help="default: 3")
+            lp.add_argument(
+                "--epochs", type=int, default=LR_SWEEP_EPOCHS, help=f"default: {LR_SWEEP_EPOCHS}"
+            )
             lp.set_defaults(run=_run_lr_sweep)
 
     resume = sub.add_parser(
@@ -289,20 +368,21 @@ def lr_value(text: str) -> float | str:
         ) from None
 
 
-def _add_optim_options(p: argparse.ArgumentParser, optimizer: str, lr: str) -> None:
+def _add_optim_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--optimizer", choices=["sgd", "adam", "adamw", "lbfgs"], help=f"default: {optimizer}"
+        "--optimizer", choices=OPTIMIZERS, help=f"default: {_default(TrainConfig, 'optimizer')}"
     )
     p.add_argument(
-        "--lr", type=lr_value, help=f"learning rate, or auto to run lr-find first (default: {lr})"
+        "--lr",
+        type=lr_value,
+        help="learning rate, or auto to run lr-find first "
+        f"(default: {_default(TrainConfig, 'lr')})",
     )
     p.add_argument("--momentum", type=float, help="SGD momentum (default: 0)")
     p.add_argument("--weight-decay", type=float, help="L2 penalty (default: 0)")
 
 
 def _add_schedule_option(p: argparse.ArgumentParser) -> None:
-    from descent.config import SCHEDULES
-
     p.add_argument(
         "--schedule",
         choices=SCHEDULES,
@@ -311,21 +391,24 @@ def _add_schedule_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_checkpoint_options(p: argparse.ArgumentParser, default: str) -> None:
+def _add_checkpoint_options(p: argparse.ArgumentParser, cls: type) -> None:
     p.add_argument(
         "--checkpoint-every",
         metavar="N[steps]",
         help=f"write a checkpoint every N epochs, or N steps with 'Nsteps'; 0 = only on "
-        f"Ctrl-C / SIGTERM and at the end (default: {default})",
+        f"Ctrl-C / SIGTERM and at the end (default: {_default(cls, 'checkpoint_every')})",
     )
-    p.add_argument("--keep", type=int, help="checkpoints to keep besides the best (default: 3)")
+    p.add_argument(
+        "--keep",
+        type=int,
+        help=f"checkpoints to keep besides the best (default: {_default(cls, 'keep')})",
+    )
 
 
 def _run_resume(args: argparse.Namespace) -> int:
-    from descent.resume import resume
+    from descent.commands.resume import resume_command
 
-    result = resume(args.run_dir, quiet=args.quiet)
-    return _exit_code(result.fit.stopped, result.fit.signal)
+    return _exit_status(resume_command(args.run_dir, quiet=args.quiet).fit_result)
 
 
 def _given(args: argparse.Namespace, names: Sequence[str]) -> dict:
@@ -336,8 +419,8 @@ def _given(args: argparse.Namespace, names: Sequence[str]) -> dict:
 def _run_train(args: argparse.Namespace) -> int:
     from dataclasses import fields, replace
 
-    from descent.config import BOOK_RECIPE, TrainConfig
-    from descent.train import run_train
+    from descent.commands.config import BOOK_RECIPE
+    from descent.commands.train import train_command
 
     cfg = TrainConfig(source=args.source, quiet=args.quiet)
     if args.book:
@@ -348,8 +431,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if "epochs" in given and "steps" not in given:
         given["steps"] = None  # --epochs wins over a preset's step count
     cfg = replace(cfg, **given)
-    result = run_train(cfg)
-    return _exit_code(result.fit.stopped, result.fit.signal)
+    return _exit_status(train_command(cfg).fit_result)
 
 
 def parse_init(text: str) -> dict[str, float]:
@@ -374,8 +456,7 @@ def parse_init(text: str) -> dict[str, float]:
 def _run_fit(args: argparse.Namespace) -> int:
     from dataclasses import fields, replace
 
-    from descent.config import FitConfig
-    from descent.fit_job import run_fit
+    from descent.commands.fit import fit_command
 
     names = [f.name for f in fields(FitConfig) if f.name not in ("data", "quiet")]
     given = _given(args, names)
@@ -388,15 +469,13 @@ def _run_fit(args: argparse.Namespace) -> int:
         if not args.quiet:
             print("--lr given without --optimizer: fitting by gradient descent (sgd)")
     cfg = replace(FitConfig(data=args.data, quiet=args.quiet), **given)
-    result = run_fit(cfg)
-    return _exit_code(result.fit.stopped, result.fit.signal)
+    return _exit_status(fit_command(cfg).fit_result)
 
 
 def _lr_tool_config(args: argparse.Namespace):
     """A TrainConfig (or, with --y, a FitConfig) from lr-find / lr-sweep options."""
     from dataclasses import fields
 
-    from descent.config import FitConfig, TrainConfig
     from descent.errors import ConfigError
 
     if args.y is not None:
@@ -419,32 +498,32 @@ def _lr_tool_config(args: argparse.Namespace):
 
 
 def _run_lr_find(args: argparse.Namespace) -> int:
-    from descent.lr_jobs import run_lr_find
+    from descent.commands.lr_tools import lr_find_command
 
-    run_lr_find(
+    lr_find_command(
         _lr_tool_config(args),
         start_lr=args.start_lr,
         end_lr=args.end_lr,
         steps=args.iterations,
         out=args.out,
     )
-    return 0
+    return ExitStatus.SUCCESS
 
 
 def _run_lr_sweep(args: argparse.Namespace) -> int:
-    from descent.lr_jobs import run_lr_sweep
-    from descent.sweep import parse_lrs
+    from descent.commands.lr_tools import lr_sweep_command
+    from descent.tuning.sweep import parse_lrs
 
     lrs = parse_lrs(args.lrs)
-    run_lr_sweep(_lr_tool_config(args), lrs, epochs=args.epochs, out=args.out)
-    return 0
+    lr_sweep_command(_lr_tool_config(args), lrs, epochs=args.epochs, out=args.out)
+    return ExitStatus.SUCCESS
 
 
 def _run_predict(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from descent.checkpoint import write_json
-    from descent.predict import predict_files
+    from descent.commands.predict import predict_files
+    from descent.io.files import write_json
 
     preds = predict_files(args.run_dir, args.images, resize=args.resize)
     width = max(len(p.file) for p in preds)
@@ -452,42 +531,28 @@ def _run_predict(args: argparse.Namespace) -> int:
         print(f"{p.file:<{width}}  {p.label}  {p.probability:.4f}")
     if args.json:
         write_json(args.json, [asdict(p) for p in preds])
-    return 0
+    return ExitStatus.SUCCESS
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from descent.config import DemoConfig
-    from descent.demo import run_demo
+    from descent.commands.demo import demo_command
 
-    result = run_demo(DemoConfig(out=args.out, seed=args.seed, quiet=args.quiet))
-    return _exit_code(result.fit.stopped, getattr(result, "interrupted_by", None))
+    result = demo_command(DemoConfig(out=args.out, seed=args.seed, quiet=args.quiet))
+    return _exit_status(result.converged)
 
 
 def _run_explain(args: argparse.Namespace) -> int:
-    from descent.data.batches import Batches
-    from descent.data.synthetic import quadratic, roller_coaster
-    from descent.learner import Learner
-    from descent.models.function import FunctionModel
-    from descent.stopping import Converged, EarlyStopping
+    from descent.commands.explain import explain_command
 
-    t, speed = roller_coaster()
-    learner = Learner(
-        FunctionModel(quadratic, ["a", "b", "c"], [1.0, 1.0, 1.0]),
-        Batches(t, speed),
-        loss="mse",
-        optimizer="sgd",
-        lr=1e-5,
-        callbacks=[EarlyStopping(), Converged()],
-    )
-    print("The seven steps of learning, as descent runs them (the demo's learner):\n")
-    print(learner.explain())
-    return 0
+    print(explain_command())
+    return ExitStatus.SUCCESS
 
 
-def _exit_code(stopped: str, signal_name: str | None) -> int:
-    if stopped == "interrupted":
-        return EXIT_INTERRUPT.get(signal_name or "SIGINT", 130)
-    return 0
+def _exit_status(result) -> ExitStatus:
+    """SUCCESS, or SIGINT / SIGTERM when a signal interrupted the fit (FitResult)."""
+    if result.stopped == "interrupted":
+        return ExitStatus.SIGTERM if result.signal == "SIGTERM" else ExitStatus.SIGINT
+    return ExitStatus.SUCCESS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -495,14 +560,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return 2
+        return ExitStatus.BAD_INPUT
     try:
         return args.run(args)
     except DescentError as e:
         if args.debug:
             traceback.print_exc()
         print(f"descent {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return ExitStatus.BAD_INPUT
     except KeyboardInterrupt:
         print(f"descent {args.command}: aborted", file=sys.stderr)
-        return 130
+        return ExitStatus.SIGINT

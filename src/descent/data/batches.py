@@ -78,15 +78,22 @@ class Batches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.epoch(0)
 
-    def mean_of(self, batch_losses: list[torch.Tensor], start: int = 0) -> torch.Tensor | None:
-        """Sample-weighted mean of per-batch mean losses (batches start, start+1, ...)."""
+    @property
+    def sizes(self) -> torch.Tensor:
+        """(n_batches,) float64: how many samples each batch of an epoch has."""
+        return self._sizes
+
+    def mean_of(self, batch_losses: list[torch.Tensor], start: int = 0) -> torch.Tensor:
+        """Sample-weighted mean of per-batch mean losses (of batches start, start+1, ...):
+        () for scalar losses, (K,) for the losses of K stacked copies; NaN for none."""
         if not batch_losses:
-            return None
+            return torch.tensor(float("nan"), dtype=torch.float64)
         if len(batch_losses) == 1:
             return batch_losses[0]
         sizes = self._sizes[start : start + len(batch_losses)]
-        losses = torch.stack(batch_losses).to(torch.float64)
-        return (losses * sizes.to(losses.device)).sum() / sizes.sum()
+        losses = torch.stack(batch_losses).to(torch.float64)  # (B,) or (B, K)
+        weights = sizes.to(losses.device).view(-1, *[1] * (losses.dim() - 1))
+        return (losses * weights).sum(0) / sizes.sum()
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,143 @@
+"""`descent lr-find` and `descent lr-sweep`: the learning-rate tools on any `train` or
+`fit` configuration, with a run directory (plot + JSON) and a printed table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from rich.console import Console
+
+from descent.commands.config import FitConfig, TrainConfig, check_options
+from descent.commands.fit import build_fit_learner, load_fit_data
+from descent.commands.train import make_learner, prepare_data
+from descent.core.learner import Learner
+from descent.data.batches import random_split
+from descent.io.files import write_json
+from descent.io.rundir import RunDir, default_run_dir
+from descent.models.formula import FormulaModel
+from descent.options import (
+    LR_FIND_END,
+    LR_FIND_START,
+    LR_FIND_STEPS,
+    LR_SWEEP_EPOCHS,
+    check_at_least,
+)
+from descent.report.plots import plot_lr_find, plot_sweep, save_figure
+from descent.tuning.lr_find import LRFindResult, lr_find
+from descent.tuning.sweep import SweepResult, lr_sweep
+
+
+@dataclass
+class LRToolResult:
+    """What `descent lr-find` or `descent lr-sweep` did: its folder, its summary, and
+    the finder's or the sweep's result."""
+
+    run_dir: RunDir
+    summary: dict
+    find: LRFindResult | None = None
+    sweep: SweepResult | None = None
+
+
+def _learner_for(cfg: TrainConfig | FitConfig, lr: float) -> Learner:
+    """The learner that `descent train` / `descent fit` would build for cfg."""
+    if isinstance(cfg, TrainConfig):
+        return make_learner(cfg, prepare_data(cfg), lr)
+    if cfg.optimizer == "lm":
+        cfg = replace(cfg, optimizer="sgd")
+    data = load_fit_data(cfg)
+    x, y = data.x, data.y
+    train_idx, valid_idx = random_split(len(y), cfg.valid_pct, cfg.seed)
+    return build_fit_learner(
+        cfg, FormulaModel(data.formula, cfg.init), x[train_idx], y[train_idx],
+        (x[valid_idx], y[valid_idx]), lr=lr,
+    )  # fmt: skip
+
+
+def _what(cfg: TrainConfig | FitConfig) -> str:
+    if isinstance(cfg, TrainConfig):
+        return f"train {cfg.source}, {cfg.model}, {cfg.optimizer}, batch {cfg.batch_size}"
+    optimizer = "sgd" if cfg.optimizer == "lm" else cfg.optimizer
+    scaled = ", whitened parameters" if cfg.scale else ""
+    return f"fit {cfg.data}: {cfg.y} = {cfg.model}, {optimizer}{scaled}"
+
+
+def lr_find_command(
+    cfg: TrainConfig | FitConfig,
+    *,
+    start_lr: float = LR_FIND_START,
+    end_lr: float = LR_FIND_END,
+    steps: int = LR_FIND_STEPS,
+    out: str | None = None,
+    console: Console | None = None,
+) -> LRToolResult:
+    """The range test (tuning/lr_find.py) on cfg's learner; writes lr_find.png and lr_find.json."""
+    console = console or Console(highlight=False, soft_wrap=True)
+    check_options(cfg)
+    learner = _learner_for(cfg, 1e-3)
+    result = lr_find(learner, start_lr=start_lr, end_lr=end_lr, steps=steps)
+    run = RunDir(out or default_run_dir("lr-find"))
+    plot = save_figure(
+        plot_lr_find(result, title=f"lr-find: {_what(cfg)}"), run.path / "lr_find.png"
+    )
+    summary = {"config": cfg.to_dict(), **result.to_json()}
+    write_json(run.file("lr_find.json"), summary)
+    console.print(f"[bold]descent lr-find[/] {_what(cfg)}")
+    console.print(
+        f"{len(result.lrs)} steps from {result.lrs[0]:.3g} to {result.lrs[-1]:.3g} "
+        f"({result.stopped}), {result.monitor} measured after each, {result.seconds:.1f} s"
+    )
+    width = max(len(k) for k in result.suggestions)
+    for name, lr in result.suggestions.items():
+        mark = "  <- suggested" if name == result.choice else ""
+        console.print(f"  {name:<{width}}  {lr:.3g}{mark}", markup=False)
+    console.print(f"plot: {plot}   data: {run.file('lr_find.json')}")
+    console.print(f"use it: --lr {result.suggestion:.3g} (or --lr auto)")
+    return LRToolResult(run, summary, find=result)
+
+
+def lr_sweep_command(
+    cfg: TrainConfig | FitConfig,
+    lrs: Sequence[float],
+    *,
+    epochs: int = LR_SWEEP_EPOCHS,
+    out: str | None = None,
+    console: Console | None = None,
+) -> LRToolResult:
+    """K copies of cfg's model trained at K rates at once (tuning/sweep.py); writes
+    sweep.png and sweep.json and prints each rate's losses."""
+    console = console or Console(highlight=False, soft_wrap=True)
+    check_options(cfg)
+    check_at_least("epochs", epochs)
+    learner = _learner_for(cfg, 1e-3)
+    opt_name = cfg.optimizer if cfg.optimizer != "lm" else "sgd"
+    opt_kwargs = {"momentum": cfg.momentum} if cfg.momentum else {}
+    if isinstance(cfg, TrainConfig) and cfg.weight_decay:
+        opt_kwargs["weight_decay"] = cfg.weight_decay
+    result = lr_sweep(
+        learner.model,
+        learner.train_batches,
+        learner.valid_batches,
+        loss=learner.loss_func,
+        lrs=list(lrs),
+        epochs=epochs,
+        optimizer=opt_name,
+        opt_kwargs=opt_kwargs,
+        metrics=learner.metrics,
+    )
+    run = RunDir(out or default_run_dir("lr-sweep"))
+    plot = save_figure(plot_sweep(result), run.path / "sweep.png")
+    summary = {"config": cfg.to_dict(), **result.to_json()}
+    write_json(run.file("sweep.json"), summary)
+    console.print(
+        f"[bold]descent lr-sweep[/] {_what(cfg)}: {len(result.lrs)} rates at once, "
+        f"{epochs} epochs, {result.seconds:.1f} s"
+    )
+    console.print(result.table(), markup=False)
+    best = (
+        f"lr {result.best_lr:.3g}"
+        if result.best_lr is not None
+        else "none (every rate diverged: try lower rates)"
+    )
+    console.print(f"best: {best}   plot: {plot}   data: {run.file('sweep.json')}")
+    return LRToolResult(run, summary, sweep=result)

@@ -1,0 +1,318 @@
+"""`descent train`: a classifier on images by per-pixel weights (or a small net),
+with the epoch table, a run directory, plots of what it learned, and a summary."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from descent.callbacks.checkpointer import Checkpointer
+from descent.callbacks.schedules import Schedule
+from descent.callbacks.stopping import EarlyStopping
+from descent.commands.config import TrainConfig, check_options
+from descent.core.events import Callback, StopReason
+from descent.core.learner import Learner
+from descent.core.losses import get_loss
+from descent.core.metrics import (
+    class_probabilities,
+    confusion_matrix,
+    per_class_accuracy,
+    predicted_class,
+    scores_of,
+)
+from descent.core.progress import ProgressDisplay
+from descent.core.result import FitResult
+from descent.data.batches import Batches
+from descent.data.images import ImageData, load_images
+from descent.data.preprocess import Preprocess
+from descent.errors import ConfigError
+from descent.io.checkpoints import ResumeFrom, load_learner_state
+from descent.io.files import write_json
+from descent.io.models import save_model
+from descent.io.rundir import RunDir, default_run_dir
+from descent.models import MLP, PixelClassifier
+from descent.options import (
+    CLASSIFIER_LOSSES,
+    IMAGE_MODELS,
+    ONE_OUTPUT_LOSSES,
+    check_choice,
+    parse_every,
+)
+from descent.report.plots import (
+    plot_confusion,
+    plot_image_grid,
+    plot_losses,
+    plot_lr_find,
+    plot_metric,
+    plot_weight_images,
+    save_figure,
+    schedule_plots,
+)
+from descent.tuning.lr_find import lr_find
+
+
+@dataclass
+class TrainResult:
+    fit_result: FitResult  # what the loop did: why it stopped, epochs, history
+    valid_accuracy: float | None  # of the parameters kept
+    per_class: dict[str, float]
+    confusion: list[list[int]]
+    labels: list[str]
+    run_dir: RunDir
+    model: torch.nn.Module
+    summary: dict = field(default_factory=dict)
+
+
+def choose_loss(cfg: TrainConfig, k: int) -> str:
+    """The loss for k classes: cfg.loss, or for "auto" bce (one output) with two
+    classes and cross_entropy with more."""
+    check_choice("--loss", cfg.loss, CLASSIFIER_LOSSES)
+    loss = ("bce" if k == 2 else "cross_entropy") if cfg.loss == "auto" else cfg.loss
+    get_loss(loss)  # a ConfigError for unknown names
+    if loss in ONE_OUTPUT_LOSSES and k != 2:
+        raise ConfigError(
+            f"--loss {loss} has one output and needs exactly two classes, the data has {k}: "
+            "use --loss cross_entropy, or pick two with --classes"
+        )
+    if loss not in ONE_OUTPUT_LOSSES + ("cross_entropy",):
+        raise ConfigError(
+            f"--loss {loss} is for regression; classifiers take mnist, bce or cross_entropy"
+        )
+    return loss
+
+
+def make_model(cfg: TrainConfig, n_pixels: int, n_outputs: int) -> torch.nn.Module:
+    if cfg.model == "linear":
+        return PixelClassifier(n_pixels, n_outputs, init_std=cfg.init_std, seed=cfg.seed)
+    check_choice("--model", cfg.model, IMAGE_MODELS)
+    return MLP(n_pixels, cfg.hidden, n_outputs, seed=cfg.seed)
+
+
+@dataclass
+class TrainData:
+    """Everything `descent train` derives from its config before the learner."""
+
+    data: ImageData
+    pre: Preprocess
+    loss: str
+    train_x: torch.Tensor  # preprocessed uint8 images
+    valid_x: torch.Tensor
+    n_outputs: int
+
+
+def prepare_data(cfg: TrainConfig) -> TrainData:
+    data = load_images(cfg.source, classes=cfg.classes, valid_pct=cfg.valid_pct, seed=cfg.seed)
+    loss = choose_loss(cfg, len(data.labels))
+    n_outputs = 1 if loss in ONE_OUTPUT_LOSSES else len(data.labels)
+    pre = Preprocess(size=data.size, deskew=cfg.deskew)
+    train_x = pre.apply(data.train_x)
+    # Only the processed training images are kept (the raw validation images stay, for
+    # the plot of mistakes): one uint8 copy of the data set in memory, not two.
+    data.train_x = train_x
+    return TrainData(data, pre, loss, train_x, pre.apply(data.valid_x), n_outputs)
+
+
+def make_learner(
+    cfg: TrainConfig, td: TrainData, lr: float, callbacks: Sequence[Callback] = ()
+) -> Learner:
+    """A fresh model (seeded by cfg.seed) and its learner, as `descent train` runs it."""
+    h, w = td.data.size
+    has_valid = len(td.valid_x) > 0
+    return Learner(
+        make_model(cfg, h * w, td.n_outputs),
+        Batches(td.train_x, td.data.train_y, cfg.batch_size, seed=cfg.seed),
+        Batches(td.valid_x, td.data.valid_y, max(cfg.batch_size, 1024)) if has_valid else None,
+        loss=td.loss,
+        optimizer=cfg.optimizer,
+        lr=lr,
+        opt_kwargs=_opt_kwargs(cfg),
+        metrics=["accuracy"] if has_valid else [],
+        callbacks=callbacks,
+        progress=False,
+    )
+
+
+def epochs_for(cfg: TrainConfig, batches_per_epoch: int) -> int:
+    if cfg.steps is None:
+        return cfg.epochs
+    return -(-cfg.steps // batches_per_epoch)
+
+
+def train_command(
+    cfg: TrainConfig,
+    console: Console | None = None,
+    *,
+    resume: ResumeFrom | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> TrainResult:
+    """`descent train`: load images, train, write the run directory, print the summary.
+
+    `resume` continues a run from a checkpoint (commands/resume.py); `callbacks`
+    are added to the learner's. `cfg.lr` "auto" runs the learning-rate finder first
+    (lr_find.py) and trains at its suggestion; config.json records the rate chosen."""
+    console = console or Console(highlight=False, soft_wrap=True)
+    say = (lambda *a, **k: None) if cfg.quiet else console.print
+    check_options(cfg)  # before any file is read or written
+    td = prepare_data(cfg)
+    data, labels, (h, w) = td.data, td.data.labels, td.data.size
+    found = None
+    if cfg.lr == "auto":
+        found = lr_find(make_learner(cfg, td, 1e-3))
+        cfg = replace(cfg, lr=found.suggestion, lr_found=found.describe())
+    run = RunDir(cfg.out or default_run_dir("train"))
+    cfg = replace(cfg, out=str(run))  # config.json names its own folder, for resume
+    run.write_config(cfg.to_dict())
+    say(
+        f"[bold]descent train[/] {data.source}: {len(td.train_x)} training and "
+        f"{len(td.valid_x)} validation images ({data.split}), {h}x{w}, "
+        f"classes {', '.join(labels)}"
+    )
+    if found is not None:
+        save_figure(plot_lr_find(found), run.plots / "lr_find.png")
+        say(f"--lr auto: {found.describe()}; plot {run.plots / 'lr_find.png'}")
+    checkpointer = Checkpointer(
+        run.path / "checkpoints", parse_every(cfg.checkpoint_every), cfg.keep
+    )
+    callbacks = [checkpointer, *callbacks]
+    if cfg.schedule != "constant":
+        callbacks.append(Schedule(cfg.schedule))
+    patience = cfg.early_stopping_patience()
+    if patience > 0:
+        callbacks.append(EarlyStopping(patience=patience))
+    if not cfg.quiet:
+        callbacks.append(ProgressDisplay(console))
+    learner = make_learner(cfg, td, cfg.lr, callbacks)
+    say(
+        f"model {learner.model!r}, loss {td.loss}, {cfg.optimizer} lr {cfg.lr:g}"
+        + (f" ({cfg.schedule} schedule)" if cfg.schedule != "constant" else "")
+        + (", no early stopping" if cfg.patience is None and patience == 0 else "")
+        + f", batch {cfg.batch_size}"
+        + (", deskewed" if cfg.deskew else ", raw pixels")
+    )
+    epochs = epochs_for(cfg, len(learner.train_batches))
+    if cfg.steps is not None:
+        say(f"{cfg.steps} steps = {epochs} epochs of {len(learner.train_batches)} batches")
+    if resume is not None:
+        load_learner_state(learner, resume)
+    result = learner.fit(epochs)
+    if result.stopped == StopReason.INTERRUPTED:
+        console.print(checkpointer.note(run, result.message))
+    return finish_train(cfg, learner, result, data, td.pre, td.loss, run, console)
+
+
+def _opt_kwargs(cfg: TrainConfig) -> dict:
+    kw: dict = {}
+    if cfg.weight_decay:
+        kw["weight_decay"] = cfg.weight_decay
+    if cfg.momentum:
+        kw["momentum"] = cfg.momentum
+    return kw
+
+
+def finish_train(
+    cfg: TrainConfig,
+    learner: Learner,
+    result: FitResult,
+    data: ImageData,
+    pre: Preprocess,
+    loss: str,
+    run: RunDir,
+    console: Console,
+) -> TrainResult:
+    """Evaluate the kept parameters, write the run directory, print the summary."""
+    model, labels = learner.model, data.labels
+    valid_x = pre.apply(data.valid_x)
+    scores = scores_of(model, valid_x)
+    k = len(labels)
+    if len(valid_x):
+        cm = confusion_matrix(scores, data.valid_y, k)
+        accuracy = float(cm.diag().sum()) / len(valid_x)
+        per_class = dict(zip(labels, per_class_accuracy(cm).tolist(), strict=True))
+    else:
+        cm, accuracy, per_class = torch.zeros(k, k, dtype=torch.long), None, {}
+    save_model(model, run.path, labels=labels, preprocessing=pre.to_dict(), loss=loss)
+    run.write_metrics(result.history)
+    plots = _train_plots(run, model, data, valid_x, scores, cm, labels, result, loss)
+    plots += schedule_plots(learner, run)
+    summary = {
+        "source": data.source,
+        "split": data.split,
+        "labels": labels,
+        "model": model.kind,
+        "loss": loss,
+        "optimizer": cfg.optimizer,
+        "lr": cfg.lr,
+        "lr_found": cfg.lr_found,
+        "schedule": cfg.schedule,
+        "stopped": result.stopped,
+        "message": result.message,
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "valid_accuracy": accuracy,
+        "per_class_accuracy": per_class,
+        "confusion": cm.tolist(),
+        "seconds": result.seconds,
+        "history": result.history.to_records(),
+        "run_dir": str(run),
+        "plots": [str(p) for p in plots],
+    }
+    write_json(run.file("summary.json"), summary)
+    if cfg.json:
+        write_json(cfg.json, summary)
+    acc_text = "n/a (no validation set)" if accuracy is None else f"{accuracy:.4f}"
+    best = f", best epoch {result.best_epoch}" if result.best_epoch else ""
+    console.print(
+        f"\n[bold]Summary[/]: valid_accuracy {acc_text} ({len(valid_x)} images{best}); "
+        f"stopped: {result.stopped} after {result.epochs} epochs, {result.seconds:.1f} s"
+    )
+    if per_class:
+        console.print(
+            "  per class: " + ", ".join(f"{lab} {acc:.3f}" for lab, acc in per_class.items())
+        )
+    console.print(f"  run: {run}/ {run.listing()}")
+    if made := run.plot_listing(plots):
+        console.print(f"  plots: {run.plots}/ {made}")
+    console.print(f"  predict: descent predict {run} IMAGE.png ...")
+    return TrainResult(result, accuracy, per_class, cm.tolist(), labels, run, model, summary)
+
+
+def _train_plots(run, model, data, valid_x, scores, cm, labels, result, loss) -> list[Path]:
+    size = data.size
+    weights = model.class_weights()
+    if model.kind == "pixels" and weights.shape[0] == 1:
+        titles = [f"{labels[1]} (red) vs {labels[0]} (blue)"]
+        suptitle = "per-pixel weights"
+    elif model.kind == "pixels":
+        titles, suptitle = [f"class {lab}" for lab in labels], "per-pixel weights of each class"
+    else:
+        weights = weights[:20]
+        titles = [f"hidden unit {i}" for i in range(len(weights))]
+        suptitle = "what the first hidden units look at"
+    figs = {
+        "weights.png": plot_weight_images(weights, size, titles, suptitle),
+        "loss.png": plot_losses(result.history, title=f"loss ({loss})"),
+    }
+    if len(valid_x):
+        figs["accuracy.png"] = plot_metric(result.history, "valid_accuracy", "validation accuracy")
+        figs["confusion.png"] = plot_confusion(cm, labels)
+        figs["mistakes.png"] = _mistakes_figure(scores, data.valid_y, data.valid_x, labels)
+    return [save_figure(fig, run.plots / name) for name, fig in figs.items()]
+
+
+def _mistakes_figure(scores, targets, images, labels, n: int = 12):
+    """The validation images with the lowest probability on their true class."""
+    probs = class_probabilities(scores)  # (m, k)
+    true_p = probs[torch.arange(len(targets)), targets]
+    wrong = (predicted_class(scores) != targets).nonzero().reshape(-1)
+    order = wrong[true_p[wrong].argsort()][:n]
+    pred = predicted_class(scores)
+    titles = [
+        f"true {labels[int(targets[i])]}, said {labels[int(pred[i])]} "
+        f"({float(probs[i, pred[i]]):.2f})"
+        for i in order
+    ]
+    return plot_image_grid(images[order], titles, "validation images it got most wrong")

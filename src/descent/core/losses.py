@@ -1,0 +1,126 @@
+"""[3 loss] Pure functions (preds, targets) -> scalar tensor.
+
+Shapes are checked, never broadcast by accident: a (n, 1) prediction against a
+(n,) target would silently average an (n, n) matrix of differences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from descent.errors import ConfigError, DataError
+from descent.options import LOSSES
+
+LossFunc = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _same_shape(preds: torch.Tensor, targets: torch.Tensor, name: str) -> None:
+    if preds.shape != targets.shape:
+        raise DataError(
+            f"{name}: predictions {tuple(preds.shape)} and targets {tuple(targets.shape)} "
+            "differ in shape; reshape one deliberately"
+        )
+
+
+def mse(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean squared error: mean((preds - targets)**2)."""
+    _same_shape(preds, targets, "mse")
+    return F.mse_loss(preds, targets)
+
+
+def mae(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error: mean(|preds - targets|)."""
+    _same_shape(preds, targets, "mae")
+    return F.l1_loss(preds, targets)
+
+
+def mnist_loss(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The book's loss for one output: mean(where(t == 1, 1 - sigmoid(p), sigmoid(p))).
+
+    preds (n,) or (n, 1) raw scores; targets (n,) of 0/1."""
+    preds = preds.reshape(-1).sigmoid()  # (n,)
+    return torch.where(targets.reshape(-1) == 1, 1 - preds, preds).mean()
+
+
+def bce(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy on raw scores: preds (n,) or (n, 1), targets (n,) of 0/1."""
+    return F.binary_cross_entropy_with_logits(
+        preds.reshape(-1), targets.reshape(-1).to(preds.dtype)
+    )
+
+
+def cross_entropy(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Softmax cross-entropy: preds (n, k) raw scores, targets (n,) class indices."""
+    return F.cross_entropy(preds, targets)
+
+
+# by name: the names are options.LOSSES (tests/test_layers.py checks they agree)
+LOSS_FUNCTIONS: dict[str, LossFunc] = {
+    "mse": mse,
+    "mae": mae,
+    "mnist": mnist_loss,
+    "bce": bce,
+    "cross_entropy": cross_entropy,
+}
+
+
+def get_loss(name: str) -> LossFunc:
+    """A loss by name; ConfigError listing the names otherwise."""
+    try:
+        return LOSS_FUNCTIONS[name.lower().replace("-", "_")]
+    except KeyError:
+        raise ConfigError(f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}") from None
+
+
+# --- K copies at once (tuning/sweep.py) ---------------------------------------------------------
+# The built-in losses of K stacked predictions (K, n, ...) against one target batch -> (K,):
+# the same per-copy means, computed for all copies in one call.
+
+
+def _stacked_mse(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return (p - t).pow(2).reshape(len(p), -1).mean(1)
+
+
+def _stacked_mae(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return (p - t).abs().reshape(len(p), -1).mean(1)
+
+
+def _stacked_mnist(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    s = p.reshape(len(p), -1).sigmoid()
+    return torch.where(t.reshape(1, -1) == 1, 1 - s, s).mean(1)
+
+
+def _stacked_bce(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    p = p.reshape(len(p), -1)
+    t = t.reshape(1, -1).to(p.dtype).expand_as(p)
+    return F.binary_cross_entropy_with_logits(p, t, reduction="none").mean(1)
+
+
+def _stacked_cross_entropy(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    kk, n, k = p.shape  # (K, n, k) scores, (n,) classes
+    return F.cross_entropy(p.reshape(kk * n, k), t.repeat(kk), reduction="none").view(kk, n).mean(1)
+
+
+STACKED_LOSSES = {
+    mse: _stacked_mse,
+    mae: _stacked_mae,
+    mnist_loss: _stacked_mnist,
+    bce: _stacked_bce,
+    cross_entropy: _stacked_cross_entropy,
+}
+
+
+def stacked_accepts(loss_func, preds: torch.Tensor, yb: torch.Tensor) -> bool:
+    """Whether the built-in loss takes one copy's predictions preds[i] for targets yb
+    (otherwise the vmapped call runs, and raises the loss's own shape error)."""
+    shape = tuple(preds.shape[1:])
+    if loss_func in (mse, mae):
+        return shape == tuple(yb.shape)
+    if yb.dim() != 1 or not shape or shape[0] != len(yb):
+        return False
+    if loss_func in (bce, mnist_loss):
+        return shape[1:] in ((), (1,))
+    return len(shape) == 2  # cross_entropy

@@ -1,0 +1,271 @@
+"""Levenberg-Marquardt as a torch.optim.Optimizer, and standard errors from the
+residual Jacobian: the default solver of `descent fit`.
+
+Every step is still "predict, measure, differentiate, step": the derivative is of
+each residual r_k = f(x_k, b) - y_k rather than of their sum of squares, and the
+step solves the damped Gauss-Newton equations instead of scaling the gradient.
+
+The Jacobian costs one backward pass: observation k gets its own copy of the
+parameters (row i of B is b_i expanded to n, no copy), so the gradient of
+sum(r) with respect to B[i, k] is dr_k/db_i. That needs an elementwise model
+(prediction k depends on observation k only), which every formula is; other
+models fall back to torch.func.jacrev.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+EPS = float(np.finfo(np.float64).eps)
+
+
+class NotFinite(ArithmeticError):
+    """The residuals, their sum of squares or the Jacobian are not all finite at the
+    point a fit starts from (later points are only accepted when finite)."""
+
+
+def require_finite(sum_sq: float, jt: torch.Tensor) -> None:
+    """NotFinite unless the sum of squared residuals and every Jacobian entry are
+    finite: where no step can be computed (the SVD fails, or reports convergence)."""
+    if not (math.isfinite(sum_sq) and math.isfinite(float(jt.sum()))):
+        raise NotFinite("the residuals or their Jacobian are not finite at the start")
+
+
+class Residuals:
+    """r(b) = f(x, b) - y, and on demand J^T = (dr/db)^T, (p, n), at the last point."""
+
+    def __init__(
+        self,
+        f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        x: torch.Tensor,
+        y: torch.Tensor,
+        elementwise: bool = True,
+    ) -> None:
+        self.f, self.x, self.y, self.elementwise = f, x, y, elementwise
+        self.evals = self.jac_evals = 0
+
+    def __call__(self, b: torch.Tensor) -> torch.Tensor:
+        """Residuals at b, (n,), remembering the graph for `jacobian_t`."""
+        self.evals += 1
+        n = self.y.shape[0]
+        with torch.enable_grad():
+            if self.elementwise:  # rows of b expanded to (p, n): a view, no copy
+                self.rows = b.detach().requires_grad_(True).unsqueeze(1).expand(-1, n).unbind(0)
+                r = self.f(self.x, self.rows) - self.y
+            else:
+                self.b = b.detach().clone()
+                r = self.f(self.x, self.b) - self.y
+        self.r = r if r.shape == (n,) else torch.broadcast_to(r, (n,))
+        return self.r.detach()
+
+    def jacobian_t(self) -> torch.Tensor:
+        """(p, n): row i is dr/db_i at the point of the last call."""
+        self.jac_evals += 1
+        if not self.elementwise:
+            return torch.func.jacrev(lambda b: self.f(self.x, b) - self.y)(self.b).T
+        if not self.r.requires_grad:  # the formula does not depend on any parameter
+            return torch.zeros(len(self.rows), len(self.r), dtype=self.r.dtype)
+        if getattr(self, "_ones", None) is None or self._ones.shape != self.r.shape:
+            self._ones = torch.ones_like(self.r)  # d(sum r)/dr: no sum node to build
+        with torch.enable_grad():
+            grads = torch.autograd.grad(self.r, self.rows, self._ones, allow_unused=True)
+        return torch.stack([torch.zeros_like(self.r) if g is None else g for g in grads])
+
+
+def decompose(jt: torch.Tensor, r: torch.Tensor, floor: np.ndarray | None = None):
+    """J D^-1 = U diag(S) Vh with D the column norms of J (1 where a column is 0), or
+    their elementwise maximum with `floor` when given (the optimizer's running D).
+
+    Returns (D, S, Vh, c = U^T r) as numpy arrays. Small n: SVD of J D^-1. Large n:
+    the eigen-decomposition of the scaled Gram matrix when it is well conditioned
+    (O(n p^2), no (n, p) copies), else QR, then the SVD of R."""
+    p, n = jt.shape
+    if n > 4096:
+        gram = (jt @ jt.T).numpy()
+        d = _scaling(np.sqrt(np.diag(gram)), floor)
+        w, v = np.linalg.eigh(gram / np.outer(d, d))
+        if w[0] > w[-1] * 1e-10:
+            s, vh = np.sqrt(w[::-1]), v[:, ::-1].T
+            return d, s, vh, (vh @ ((jt @ r).numpy() / d)) / s
+    jn = jt.numpy().T  # (n, p)
+    d = _scaling(np.sqrt(np.einsum("ij,ij->j", jn, jn)), floor)
+    a = jn / d
+    if n > 4096:
+        q, rr = np.linalg.qr(a)
+        ur, s, vh = np.linalg.svd(rr)
+        return d, s, vh, ur.T @ (q.T @ r.numpy())
+    u, s, vh = np.linalg.svd(a, full_matrices=False)
+    return d, s, vh, u.T @ r.numpy()
+
+
+def _scaling(norms: np.ndarray, floor: np.ndarray | None) -> np.ndarray:
+    d = norms if floor is None else np.maximum(norms, floor)
+    d[d == 0] = 1.0
+    return d
+
+
+class LevenbergMarquardt(torch.optim.Optimizer):
+    """Levenberg-Marquardt for one float64 parameter vector (MINPACK scaling,
+    Nielsen damping). One `step` = one Jacobian, then trial points until the sum of
+    squares goes down.
+
+    With J D^-1 = U S Vh (D: the running maximum of J's column norms) the trial step
+    is delta = -D^-1 Vh^T diag(S / (S^2 + lam)) U^T r, and lam starts at tau * S_max^2.
+    The gain ratio rho = actual / predicted decrease decides: rho > 0 accepts and sets
+    lam *= max(shrink, 1 - (2 rho - 1)^3); otherwise lam *= nu and nu doubles.
+
+    The stopping rule, checked at every Jacobian (n observations, p parameters), sets
+    `status`:
+      "converged"    ||U^T r|| <= tol * ||r|| / sqrt(n - p): the Gauss-Newton step is
+                     shorter than `tol` standard errors in every parameter (Bates and
+                     Watts' relative-offset criterion);
+      "no_progress"  the sum of squares fell by at most 4 eps of itself in 3 steps in a
+                     row, or `max_trials` trial steps in a row failed to lower it: the
+                     attainable precision is reached (zero-residual data, for one).
+
+    `lr` is accepted for a uniform interface and not used. It is trained by
+    fitting/learner.py's JacobianLearner, whose steps 2-4 read the residuals this
+    optimizer evaluates (`jacobian_based`).
+    """
+
+    jacobian_based = True
+
+    def __init__(
+        self,
+        params,
+        residuals: Residuals,
+        lr: float = 1.0,
+        tol: float = 1e-6,
+        tau: float = 1e-4,
+        shrink: float = 1 / 30,
+        max_trials: int = 12,
+    ) -> None:
+        defaults = {"lr": lr, "tol": tol, "tau": tau, "shrink": shrink, "max_trials": max_trials}
+        super().__init__(params, defaults)
+        if len(self.param_groups) != 1 or len(self.param_groups[0]["params"]) != 1:
+            raise ValueError("LevenbergMarquardt takes one parameter vector")
+        self.residuals = residuals
+        self.status: str | None = None
+        self.decomposition = None  # (D, S, Vh, U^T r) at the last Jacobian
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None  # r, J^T at the params
+
+    @property
+    def param(self) -> torch.Tensor:
+        return self.param_groups[0]["params"][0]
+
+    def _residuals_and_jacobian(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._cache is None:
+            r = self.residuals(self.param)
+            self._cache = (r, self.residuals.jacobian_t())
+        return self._cache
+
+    def predictions_and_loss(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(f(x, b), mean squared residual) at the current parameters, from the
+        residuals the next step uses: the Learner's predict and loss for this solver."""
+        r, _ = self._residuals_and_jacobian()
+        return r + self.residuals.y, (r @ r) / len(r)
+
+    def residuals_and_jacobian_at(self, b: torch.Tensor):
+        """The cached (r, J^T) when they belong to parameters `b`, else None."""
+        if self._cache is not None and torch.equal(self.param.detach(), b):
+            return self._cache
+        return None
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> float:
+        g, b = self.param_groups[0], self.param
+        st = self.state[b]
+        r, jt = self._residuals_and_jacobian()
+        p, n = jt.shape
+        f = 0.5 * float(r @ r)
+        require_finite(f, jt)
+        old_d = st.get("D")
+        big_d, s, vh, c = decompose(jt, r, None if old_d is None else old_d.numpy())
+        self.decomposition = (big_d, s, vh, c)
+        st["D"] = torch.from_numpy(big_d)
+        self.status = None
+        if math.sqrt(c @ c) <= g["tol"] * math.sqrt(2 * f / max(n - p, 1)):
+            self.status = "converged"
+            return f
+        if "lam" not in st:
+            st["lam"], st["nu"], st["stalls"] = g["tau"] * float(s[0]) ** 2, 2.0, 0
+        c2, s2, b0 = c * c, s * s, b.detach().numpy().copy()
+        for _ in range(g["max_trials"]):
+            lam = st["lam"]
+            delta = -(vh.T @ (s / (s2 + lam) * c)) / big_d
+            predicted = 0.5 * float(c2 @ (1 - (lam / (s2 + lam)) ** 2))
+            b.copy_(torch.from_numpy(b0 + delta))
+            r_new = self.residuals(b)
+            f_new = 0.5 * float(r_new @ r_new)
+            rho = (f - f_new) / predicted if math.isfinite(f_new) and predicted > 0 else -1.0
+            if rho > 0:
+                jt_new = self.residuals.jacobian_t()
+                if math.isfinite(float(jt_new.sum())):  # a cheap all-finite test
+                    st["lam"] = lam * max(g["shrink"], 1 - (2 * rho - 1) ** 3)
+                    st["nu"] = 2.0
+                    st["stalls"] = st["stalls"] + 1 if f - f_new <= 4 * EPS * f else 0
+                    self._cache = (r_new, jt_new)
+                    if st["stalls"] >= 3:
+                        self.status = "no_progress"
+                    return f_new
+            st["lam"], st["nu"] = lam * st["nu"], st["nu"] * 2
+        b.copy_(torch.from_numpy(b0))
+        self.status = "no_progress"
+        return f
+
+    # torch.optim wraps every optimizer's step in a profiler hook; this one has no hooks
+    # to call, and the wrapper costs ~12% of a small fit's step: opt out.
+    step.hooked = True  # type: ignore[attr-defined]
+
+    def status_message(self) -> str:
+        """Why `status` was set, in words (for the fit's stop message)."""
+        if self.status == "converged":
+            tol = self.param_groups[0]["tol"]
+            return f"the Gauss-Newton step is below {tol:g} standard errors in every parameter"
+        if self.status == "no_progress":
+            return "the sum of squares can no longer be lowered in float64"
+        return str(self.status)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Nothing to clear: this optimizer never fills .grad."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self._cache = None  # recomputed (bit for bit) from the parameters
+
+
+def standard_errors(jt: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Standard errors and the correlation matrix, as curve_fit and lmfit report them.
+
+    cov = s^2 (J^T J)^-1 with s^2 = RSS / (n - p), J the residual Jacobian at the
+    optimum, computed as D^-1 V S^-2 V^T D^-1 from the SVD of the column-equilibrated
+    J (J^T J is never formed). Returns (stderr (p,), correlation (p, p), note); both
+    are NaN, with the reason in `note`, when n <= p or J is numerically rank deficient.
+    """
+    p, n = jt.shape
+    nan = torch.full((p,), math.nan, dtype=torch.float64)
+    nan_corr = torch.full((p, p), math.nan, dtype=torch.float64)
+    if n <= p:
+        return nan, nan_corr, f"{n} observations for {p} parameters: no degrees of freedom left"
+    if not math.isfinite(float(jt.sum())):
+        return nan, nan_corr, "the Jacobian is not finite at the solution"
+    d, s, vh, _ = decompose(jt, r)
+    if s[-1] <= s[0] * max(n, p) * EPS:
+        return (
+            nan,
+            nan_corr,
+            (
+                "the Jacobian is rank deficient: some parameters are not identifiable from "
+                "these data (redundant, or without effect on the predictions)"
+            ),
+        )
+    w = vh.T / s / d[:, None]  # cov = s^2 w w^T
+    cov = float(r @ r) / (n - p) * (w @ w.T)
+    se = np.sqrt(np.diag(cov))
+    with np.errstate(invalid="ignore", divide="ignore"):  # a zero error: NaN correlation
+        corr = cov / np.outer(se, se)
+    return torch.from_numpy(se), torch.from_numpy(corr), ""

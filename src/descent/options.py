@@ -1,0 +1,149 @@
+"""Every choice list and every numeric bound of an option, once, without torch.
+
+The CLI's choices and help, `commands.config.check_options` and the library's own
+checks (make_optimizer, Batches, Checkpointer, ...) all read them here, so a bound
+or a name is changed in one place. Importing this module imports no torch, so
+`descent --help` and a bad option are answered at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from descent.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "lbfgs")  # torch.optim by name (core/optim.py)
+FIT_SOLVERS = ("lm", *OPTIMIZERS)  # `descent fit`: Levenberg-Marquardt, or gradient descent
+SWEEP_OPTIMIZERS = ("sgd", "adam", "adamw")  # lr-sweep: their step direction ignores lr
+LOSSES = ("mse", "mae", "mnist", "bce", "cross_entropy")  # core/losses.py
+CLASSIFIER_LOSSES = ("auto", "mnist", "bce", "cross_entropy")  # auto: bce for 2 classes
+ONE_OUTPUT_LOSSES = ("mnist", "bce")  # one score per image: exactly two classes
+METRICS = ("rmse", "r2", "accuracy")  # core/metrics.py
+IMAGE_MODELS = ("linear", "mlp")  # per-pixel weights, or a small net
+SCHEDULES = ("constant", "one-cycle", "cosine", "step", "plateau")  # callbacks/schedules.py
+# The learning-rate finder's range and length (tuning/lr_find.py), as fastai's lr_find.
+LR_FIND_START, LR_FIND_END, LR_FIND_STEPS = 1e-7, 10.0, 100
+# lr-sweep's rates (LO:HI:K, K log-spaced) and epochs when none are given (tuning/sweep.py).
+LR_SWEEP_RATES, LR_SWEEP_EPOCHS = "1e-4:1:16", 3
+# A fit's learning rate when none is given. Its parameters are whitened (fitting/scaled.py),
+# so the curvature is ~1 in every direction: sgd is stable below 2.
+FIT_DEFAULT_LR = {"sgd": 0.5, "adam": 1.0, "adamw": 1.0, "lbfgs": 1.0}
+
+# option -> the smallest value it may take; None-valued (absent) options are skipped.
+AT_LEAST: dict[str, float] = {
+    "epochs": 1,
+    "steps": 1,
+    "batch_size": 1,
+    "hidden": 1,
+    "keep": 1,
+    "patience": 0,  # 0 = off
+    "momentum": 0.0,
+    "weight_decay": 0.0,
+    "init_std": 0.0,
+    "min_delta": 0.0,
+}
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of an option: batch_size -> --batch-size."""
+    return "--" + name.replace("_", "-")
+
+
+def finite_number(value: object) -> bool:
+    """A real, finite int or float (not a bool, not a string)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_at_least(name: str, value: object) -> None:
+    """ConfigError unless `value` is a finite number >= AT_LEAST[name]."""
+    low = AT_LEAST[name]
+    if not (finite_number(value) and value >= low):
+        off = " (0 = off)" if name == "patience" else ""
+        raise ConfigError(f"{flag(name)} must be at least {low}{off}, got {value!r}")
+
+
+def check_lr(lr: object, auto: bool = False) -> None:
+    """ConfigError unless lr is a positive finite number (or "auto" when allowed)."""
+    if auto and lr == "auto":
+        return
+    if not (finite_number(lr) and lr > 0):
+        what = (
+            "a positive number" if isinstance(lr, (int, float)) or not auto else "a number or auto"
+        )
+        raise ConfigError(f"--lr must be {what}, got {lr!r}")
+
+
+def check_valid_pct(value: float) -> None:
+    if not (finite_number(value) and 0.0 <= value < 1.0):
+        raise ConfigError(
+            f"--valid-pct must be in [0, 1) (0.2 holds out a fifth of the rows), got {value}"
+        )
+
+
+def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
+    """`value` when it is one of `choices`, else a ConfigError listing them."""
+    if value not in choices:
+        raise ConfigError(f"unknown {option} {value!r}: choose one of {', '.join(choices)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Every:
+    """How often to write a checkpoint: every `n` epochs or every `n` optimizer steps."""
+
+    n: int
+    unit: Literal["epochs", "steps"]
+
+
+def parse_every(text: str | int | None) -> Every | None:
+    """--checkpoint-every: '3' or 3 -> Every(3, 'epochs'); '200steps' -> Every(200, 'steps');
+    None or '0' -> None (only on Ctrl-C / SIGTERM and at the end)."""
+    if text is None:
+        return None
+    raw = str(text).strip().lower()
+    unit = "steps" if raw.endswith(("steps", "step")) else "epochs"
+    number = raw.removesuffix("steps").removesuffix("step").removesuffix("epochs")
+    try:
+        n = int(number.removesuffix("epoch"))
+    except ValueError:
+        raise ConfigError(
+            f"--checkpoint-every {text!r}: give a number of epochs (e.g. 1) or of steps "
+            "(e.g. 200steps)"
+        ) from None
+    if n < 0:
+        raise ConfigError(f"--checkpoint-every must be 0 (off) or more, got {n}")
+    return None if n == 0 else Every(n, unit)
+
+
+def check_schedule(name: str) -> str:
+    return check_choice("--schedule", name, SCHEDULES)
+
+
+def check_momentum(optimizer: str, momentum: float) -> None:
+    if momentum and optimizer != "sgd":
+        raise ConfigError(f"--momentum is for --optimizer sgd, not {optimizer}")
+
+
+def check_fit_options(
+    optimizer: str, lr: float | str | None, momentum: float, schedule: str
+) -> None:
+    """ConfigError for a combination of curve-fitting solver options that cannot work."""
+    check_choice("--optimizer", optimizer, FIT_SOLVERS)
+    if optimizer == "lm" and lr == "auto":
+        raise ConfigError(
+            "--lr auto finds a learning rate, and --optimizer lm takes none: "
+            "use --optimizer sgd, adam or lbfgs with it"
+        )
+    if optimizer == "lm" and lr is not None:
+        raise ConfigError(
+            "--lr has no effect with --optimizer lm, which chooses its own steps; "
+            "use --optimizer sgd, adam or lbfgs to set a learning rate"
+        )
+    check_momentum(optimizer, momentum)
+    if check_schedule(schedule) != "constant" and optimizer == "lm":
+        raise ConfigError(
+            f"--schedule {schedule} changes a learning rate, and --optimizer lm has none: "
+            "use it with --optimizer sgd, adam or lbfgs"
+        )

@@ -1,0 +1,279 @@
+"""Figures with matplotlib, imported lazily (`import descent` stays light).
+
+Every function returns a matplotlib Figure (not pyplot state), so it shows
+inline when it is the last value of a notebook cell, and `save_figure` writes it
+atomically for the run directory.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from descent.callbacks.schedules import Schedule
+from descent.io.files import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from descent.core.history import History
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Render `fig` to PNG (or the suffix's format) and write it atomically."""
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=dpi)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def plot_fit(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    curve_x: torch.Tensor,
+    curve_y: torch.Tensor,
+    *,
+    residuals: torch.Tensor | None = None,
+    xlabel: str = "x",
+    ylabel: str = "y",
+    title: str = "",
+) -> Figure:
+    """Data as points, the fitted curve as a line; residuals below when given."""
+    fig = _figure(7, 5.5 if residuals is not None else 4)
+    if residuals is not None:
+        ax, rax = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    else:
+        ax, rax = fig.subplots(), None
+    ax.scatter(_np(x), _np(y), s=14, color="tab:blue", label="data")
+    ax.plot(_np(curve_x), _np(curve_y), color="tab:red", label="fit")
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="best")
+    if title:
+        ax.set_title(title)
+    if rax is not None:
+        rax.axhline(0, color="grey", lw=0.8)
+        rax.scatter(_np(x), _np(residuals), s=10, color="tab:blue")
+        rax.set_ylabel("residual")
+        rax.set_xlabel(xlabel)
+    else:
+        ax.set_xlabel(xlabel)
+    return fig
+
+
+def plot_prediction_grid(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    snapshots: Sequence[tuple[int, torch.Tensor]],
+    panels: int = 5,
+    curve_x: torch.Tensor | None = None,
+    label: str = "epoch",
+) -> Figure:
+    """The book's row of panels: data (blue) and predictions (red) at several steps.
+
+    `snapshots` are (epoch, predictions) pairs; up to `panels` are chosen, spread
+    over the run, always with the first and the last."""
+    chosen = _spread(list(snapshots), panels)
+    fig = _figure(3 * len(chosen), 3)
+    axes = fig.subplots(1, len(chosen), sharey=True, squeeze=False)[0]
+    cx = x if curve_x is None else curve_x
+    for ax, (epoch, preds) in zip(axes, chosen, strict=True):
+        ax.scatter(_np(x), _np(y), s=10, color="tab:blue")
+        ax.plot(_np(cx), _np(preds), color="tab:red")
+        ax.set_title(f"{label} {epoch}")
+    return fig
+
+
+def plot_losses(history: History, log: bool | None = None, title: str = "") -> Figure:
+    """train_loss (and valid_loss) against epoch; log scale when they span decades."""
+    fig = _figure(6, 4)
+    ax = fig.subplots()
+    epochs = history.column("epoch")
+    spans = []
+    for col, color in (("train_loss", "tab:blue"), ("valid_loss", "tab:orange")):
+        if col in history.columns:
+            vals = history.column(col)
+            ax.plot(epochs, vals, color=color, label=col, marker="." if len(vals) < 30 else None)
+            spans += [v for v in vals if math.isfinite(v) and v > 0]
+    if log is None:
+        log = bool(spans) and max(spans) / min(spans) > 100
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend(loc="best")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_metric(history: History, column: str, title: str = "") -> Figure:
+    """One metric column (e.g. valid_accuracy) against epoch."""
+    fig = _figure(6, 4)
+    ax = fig.subplots()
+    ax.plot(history.column("epoch"), history.column(column), marker=".", color="tab:green")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(column)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def _spread(items: list, k: int) -> list:
+    if len(items) <= k:
+        return items
+    idx = sorted({round(i * (len(items) - 1) / (k - 1)) for i in range(k)})
+    return [items[i] for i in idx]
+
+
+def _np(t: torch.Tensor):
+    return t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else t
+
+
+def plot_weight_images(
+    weights: torch.Tensor, size: tuple[int, int], titles: Sequence[str], suptitle: str = ""
+) -> Figure:
+    """One heat map per row of `weights` (k, h*w): red where a pixel counts for the
+    class, blue where it counts against, white where it does not matter. Each
+    panel has its own symmetric colour scale."""
+    k = len(weights)
+    cols = min(k, 5)
+    rows = -(-k // cols)
+    fig = _figure(2.4 * cols, 2.6 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= k:
+            continue
+        img = weights[i].detach().cpu().double().reshape(size).numpy()
+        lim = float(abs(img).max()) or 1.0
+        im = ax.imshow(img, cmap="bwr", vmin=-lim, vmax=lim)
+        ax.set_title(titles[i], fontsize=10)
+        fig.colorbar(im, ax=ax, shrink=0.75)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def plot_confusion(confusion: torch.Tensor, labels: Sequence[str]) -> Figure:
+    """Counts: rows are true classes, columns predicted ones."""
+    k = len(labels)
+    fig = _figure(1.2 + 0.5 * k, 1.0 + 0.5 * k)
+    ax = fig.subplots()
+    cm = confusion.cpu().numpy()
+    ax.imshow(cm, cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            color = "white" if cm[i, j] > cm.max() / 2 else "black"
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", color=color, fontsize=8)
+    ax.set_xticks(range(k), labels)
+    ax.set_yticks(range(k), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix (validation)")
+    return fig
+
+
+def plot_image_grid(images: torch.Tensor, titles: Sequence[str], suptitle: str = "") -> Figure:
+    """Greyscale uint8 images (n, h, w) in a grid with a title each."""
+    n = len(images)
+    cols = min(max(n, 1), 6)
+    rows = max(-(-n // cols), 1)
+    fig = _figure(1.9 * cols, 2.1 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i].cpu().numpy(), cmap="gray_r", vmin=0, vmax=255)
+            ax.set_title(titles[i], fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def plot_schedule(lrs: list[float], momenta: list[float] = (), title: str = "schedule"):
+    """The learning rate (and momentum, on a second axis) at every step."""
+    fig = _figure(6, 3.2)
+    ax = fig.add_subplot()
+    ax.plot(range(1, len(lrs) + 1), lrs, color="tab:blue")
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate", color="tab:blue")
+    if len(momenta) == len(lrs) and len(set(momenta)) > 1:
+        ax2 = ax.twinx()
+        ax2.plot(range(1, len(momenta) + 1), momenta, color="tab:orange")
+        ax2.set_ylabel("momentum (SGD) / beta1 (Adam)", color="tab:orange")
+    ax.set_title(title)
+    return fig
+
+
+def schedule_plots(learner, run) -> list:
+    """plots/schedule.png in the run directory when a Schedule changed the rate."""
+    for cb in learner.callbacks:
+        if isinstance(cb, Schedule) and cb.lrs:
+            fig = plot_schedule(cb.lrs, cb.momenta, title=f"{cb.kind} schedule")
+            return [save_figure(fig, run.plots / "schedule.png")]
+    return []
+
+
+def plot_lr_find(result, title: str = "learning-rate finder") -> Figure:
+    """Loss against learning rate (log axis), the suggestions marked."""
+    fig = _figure(6, 3.6)
+    ax = fig.add_subplot()
+    ax.plot(result.lrs, result.losses, color="0.75", lw=0.8, label="loss")
+    ax.plot(result.lrs, result.smoothed, color="tab:blue", label="smoothed")
+    ax.set_ylabel(result.monitor)
+    ax.set_xscale("log")
+    finite = [v for v in result.smoothed if math.isfinite(v)]
+    if finite:
+        lo, hi = min(finite), max(finite[: max(1, len(finite) // 4)] + [min(finite)])
+        ax.set_ylim(lo - 0.1 * (hi - lo + 1e-12), hi + 0.5 * (hi - lo + 1e-12))
+    markers = {"minimum/3": "o", "minimum/10": "s", "steepest": "^", "valley": "v"}
+    for name, lr in result.suggestions.items():
+        i = min(range(len(result.lrs)), key=lambda j: abs(math.log(result.lrs[j] / lr)))
+        chosen = " (chosen)" if name == result.choice else ""
+        ax.plot([lr], [result.smoothed[i]], markers.get(name, "o"), ms=8,
+                label=f"{name} {lr:.2g}{chosen}")  # fmt: skip
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_sweep(result) -> Figure:
+    """The K loss curves (valid_loss, or train_loss) per epoch on a log axis; the best
+    rate drawn thick, diverged ones dashed with an x at their last finite value."""
+    import matplotlib as mpl
+
+    fig = _figure(7, 4)
+    ax = fig.add_subplot()
+    cmap = mpl.colormaps["viridis"]
+    best = result.best_index
+    for i, (lr, h) in enumerate(zip(result.lrs, result.histories, strict=True)):
+        xs = [r["epoch"] for r in h]
+        ys = [r[result.monitor] if math.isfinite(r[result.monitor]) else math.nan for r in h]
+        color = cmap(i / max(len(result.lrs) - 1, 1))
+        if result.diverged[i] is not None:
+            ax.plot(xs, ys, "--", color=color, alpha=0.6, label=f"{lr:.2g} (diverged)")
+            finite = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(y) and y > 0]
+            if finite:
+                ax.plot(*finite[-1], "x", color=color, ms=9, mew=2)
+        else:
+            ax.plot(xs, ys, "-o", ms=3, color=color, lw=2.5 if i == best else 1.2,
+                    label=f"{lr:.2g}" + (" (best)" if i == best else ""))  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(result.monitor)
+    ax.set_title(f"{len(result.lrs)} learning rates trained at once")
+    ax.legend(fontsize=7, ncol=2, title="lr")
+    return fig
