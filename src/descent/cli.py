@@ -15,6 +15,7 @@ from enum import IntEnum
 
 from descent import __version__
 from descent.commands.config import DemoConfig, FitConfig, TrainConfig, default_of
+from descent.core.events import StopReason
 from descent.errors import DescentError
 from descent.options import (
     CLASSIFIER_LOSSES,
@@ -550,7 +551,7 @@ def _run_explain(args: argparse.Namespace) -> int:
 
 def _exit_status(result) -> ExitStatus:
     """SUCCESS, or SIGINT / SIGTERM when a signal interrupted the fit (FitResult)."""
-    if result.stopped == "interrupted":
+    if result.stopped == StopReason.INTERRUPTED:
         return ExitStatus.SIGTERM if result.signal == "SIGTERM" else ExitStatus.SIGINT
     return ExitStatus.SUCCESS
 

@@ -145,7 +145,8 @@ class Learner(LearnerState):
         """Train over the epoch's batches, from batch `batches_done` on (0, or where an
         interrupted epoch stopped); their losses are kept in `train_losses`."""
         self.training = True
-        self.model.train()
+        if not self.model.training:  # validate() left it in eval mode (nn.Module.train is slow)
+            self.model.train()
         self._do("before_train")
         self.batch_losses = self.train_losses
         start = self.batches_done

@@ -9,6 +9,7 @@ torch's `v = mu * v + g; p -= lr * v` (nesterov: `p -= lr * (g + mu * v)`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from types import MethodType
 
 import torch
 
@@ -21,10 +22,12 @@ class PlainSGD(torch.optim.SGD):
 
     make_optimizer("sgd") returns it when no option (momentum, weight decay,
     nesterov, dampening) asks for torch.optim.SGD's general step. Its parameter
-    groups, state_dict and hooks are SGD's; its step is the same arithmetic as
-    SGD's single-tensor path at momentum 0 (tests/test_fast_step.py compares them
-    over many steps), without the grad-mode switching and per-tensor dispatch that
-    cost several times the update itself on a 3-parameter model."""
+    groups and state_dict are SGD's; its step is the same arithmetic as SGD's at
+    momentum 0 (tests/test_fast_step.py compares them over many steps), without the
+    grad-mode switching, per-tensor dispatch and profiler record that cost several
+    times the update itself on a 3-parameter model (bench/loop_overhead.py). Step
+    hooks registered on it (register_step_pre_hook / _post_hook) switch it to
+    torch's hooked, profiled step; torch's global optimizer hooks are not run."""
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
@@ -37,6 +40,16 @@ class PlainSGD(torch.optim.SGD):
                 if p.grad is not None:
                     p.add_(p.grad, alpha=-group["lr"])
         return loss
+
+    step.hooked = True  # type: ignore[attr-defined]  # torch.optim: do not wrap it
+
+    def register_step_pre_hook(self, hook):
+        self.step = MethodType(self.profile_hook_step(PlainSGD.step), self)
+        return super().register_step_pre_hook(hook)
+
+    def register_step_post_hook(self, hook):
+        self.step = MethodType(self.profile_hook_step(PlainSGD.step), self)
+        return super().register_step_post_hook(hook)
 
 
 # name -> (class, the keyword arguments a user may set); the names are options.OPTIMIZERS
