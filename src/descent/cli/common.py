@@ -1,0 +1,106 @@
+"""What several commands' parsers share: option helpers, value parsers, the exit
+status of a fit, and ExitStatus. Nothing here imports torch."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from enum import IntEnum
+
+from descent.commands.config import TrainConfig, default_of
+from descent.core.events import StopReason
+from descent.errors import ConfigError
+from descent.options import OPTIMIZERS, SCHEDULES
+
+
+class ExitStatus(IntEnum):
+    """The exit statuses of `descent`, each with its reason."""
+
+    SUCCESS = 0  # done
+    ERROR = 1  # an unexpected error (a bug: the traceback is printed)
+    BAD_INPUT = 2  # bad input or options: the message says which and what would work
+    SIGINT = 130  # 128 + 2: interrupted by Ctrl-C; a checkpoint was written
+    SIGTERM = 143  # 128 + 15: stopped by SIGTERM; a checkpoint was written
+
+
+def default(cls: type, name: str) -> str:
+    """A config field's default as the help text shows it."""
+    value = default_of(cls, name)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def lr_value(text: str) -> float | str:
+    """--lr: a positive number, or auto (the finder's suggestion)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a learning rate: give a number such as 0.01, or auto"
+        ) from None
+
+
+def add_optim_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--optimizer", choices=OPTIMIZERS, help=f"default: {default(TrainConfig, 'optimizer')}"
+    )
+    p.add_argument(
+        "--lr",
+        type=lr_value,
+        help=f"learning rate, or auto to run lr-find first (default: {default(TrainConfig, 'lr')})",
+    )
+    p.add_argument("--momentum", type=float, help="SGD momentum (default: 0)")
+    p.add_argument("--weight-decay", type=float, help="L2 penalty (default: 0)")
+
+
+def add_schedule_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        help="how the learning rate changes: one-cycle (fastai's), cosine, step (/10 at "
+        "1/3 and 2/3), plateau (/10 when valid_loss stalls) (default: constant)",
+    )
+
+
+def add_checkpoint_options(p: argparse.ArgumentParser, cls: type) -> None:
+    p.add_argument(
+        "--checkpoint-every",
+        metavar="N[steps]",
+        help=f"write a checkpoint every N epochs, or N steps with 'Nsteps'; 0 = only on "
+        f"Ctrl-C / SIGTERM and at the end (default: {default(cls, 'checkpoint_every')})",
+    )
+    p.add_argument(
+        "--keep",
+        type=int,
+        help=f"checkpoints to keep besides the best (default: {default(cls, 'keep')})",
+    )
+
+
+def given_options(args: argparse.Namespace, names: Sequence[str]) -> dict:
+    """The options the user actually gave (argparse defaults are None)."""
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def parse_init(text: str) -> dict[str, float]:
+    """'b1=500,b2=1e-4' -> {'b1': 500.0, 'b2': 0.0001}."""
+    values: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name:
+            raise ConfigError(
+                f"--init {text!r}: write name=value pairs, e.g. --init b1=500,b2=1e-4"
+            )
+        try:
+            values[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"--init {name}={value!r}: {value!r} is not a number") from None
+    return values
+
+
+def exit_status(result) -> ExitStatus:
+    """SUCCESS, or SIGINT / SIGTERM when a signal interrupted the fit (FitResult)."""
+    if result.stopped == StopReason.INTERRUPTED:
+        return ExitStatus.SIGTERM if result.signal == "SIGTERM" else ExitStatus.SIGINT
+    return ExitStatus.SUCCESS
