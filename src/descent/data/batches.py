@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import torch
 
 from descent.errors import ConfigError, DataError
+from descent.options import check_at_least, check_valid_pct
 
 
 class Batches:
@@ -40,8 +41,8 @@ class Batches:
         if len(x) == 0:
             raise DataError("no samples to train on")
         n = len(x)
-        if batch_size is not None and batch_size < 1:
-            raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+        if batch_size is not None:
+            check_at_least("batch_size", batch_size)
         self.x, self.y, self.n, self.seed = x, y, n, seed
         self.batch_size = n if batch_size is None else min(batch_size, n)
         self.shuffle = self.batch_size < n if shuffle is None else shuffle
@@ -106,8 +107,7 @@ def random_split(n: int, valid_pct: float, seed: int = 0) -> tuple[torch.Tensor,
     """Indices (train, valid) of a seeded random split; valid gets round(n * valid_pct).
 
     Random, not "the last 20%": data files are often sorted by x or by class."""
-    if not 0.0 <= valid_pct < 1.0:
-        raise ConfigError(f"--valid-pct must be in [0, 1), got {valid_pct}")
+    check_valid_pct(valid_pct)
     n_valid = int(round(n * valid_pct))
     if valid_pct > 0 and (n_valid == 0 or n_valid == n):
         raise ConfigError(
