@@ -6,3 +6,5 @@ server with a Stop button) and the self-contained report.html.
     from descent.watch.server import WatchServer
     from descent.watch.report import write_report
 """
+
+PAGE_REASON = "stopped from the page"  # the reason a Stop from the page gives the loop

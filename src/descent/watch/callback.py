@@ -33,9 +33,9 @@ from typing import Any
 import torch
 
 from descent.events import Callback, CancelFit
+from descent.watch import PAGE_REASON
 from descent.watch.log import EventLog
 
-PAGE_REASON = "stopped from the page"
 MAX_IMAGES = 64  # weight images sent per event (an MLP's hidden layer may have more)
 MAX_DATA_POINTS = 5_000  # data points of a curve fit sent to the page (evenly subsampled)
 
@@ -221,9 +221,9 @@ class WatchFeed(Callback):
 class SweepFeed:
     """Feeds the page from `lr_sweep(..., on_epoch=feed)`: one curve per rate.
 
-        feed = SweepFeed(log, run="sweep", config=cfg)
-        result = lr_sweep(model, train, valid, lrs=lrs, epochs=5, on_epoch=feed)
-        feed.end(result)
+    feed = SweepFeed(log, run="sweep", config=cfg)
+    result = lr_sweep(model, train, valid, lrs=lrs, epochs=5, on_epoch=feed)
+    feed.end(result)
     """
 
     def __init__(

@@ -45,7 +45,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from descent.watch.callback import PAGE_REASON
+from descent.watch import PAGE_REASON
 from descent.watch.log import EventLog
 
 STATIC = Path(__file__).parent / "static"
@@ -106,6 +106,7 @@ class WatchServer:
         self.push_interval, self.heartbeat = push_interval, heartbeat
         self.closing = threading.Event()
         self.stop_requests = 0  # accepted Stop requests (tests, the CLI's message)
+        self.refused = 0  # requests answered 403
         self.httpd = _Server((host, port), _Handler)
         self.httpd.watch = self
         self.port = self.httpd.server_address[1]
@@ -126,10 +127,10 @@ class WatchServer:
         return {f"{n}:{self.port}".lower() for n in names}
 
     def start(self) -> WatchServer:
+        serve = self.httpd.serve_forever
         self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
-            name=f"descent-watch:{self.port}",
-        )  # fmt: skip
+            target=serve, kwargs={"poll_interval": 0.2}, daemon=True, name=f"watch:{self.port}"
+        )
         self._thread.start()
         return self
 
@@ -258,6 +259,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_bytes(status, "application/json", json.dumps(obj).encode())
 
     def _refuse(self, status: HTTPStatus, why: str) -> None:
+        if status == HTTPStatus.FORBIDDEN:
+            self.server.watch.refused += 1
         self._send_bytes(status, "text/plain; charset=utf-8", f"{status.phrase}: {why}\n".encode())
 
     def _not_found(self) -> None:
