@@ -12,10 +12,10 @@ import pytest
 import torch
 from rich.console import Console
 
-from descent.data.batches import Batches
-from descent.data.synthetic import quadratic
 from descent.core.events import Callback
 from descent.core.learner import Learner
+from descent.data.batches import Batches
+from descent.data.synthetic import quadratic
 from descent.models.function import FunctionModel
 from descent.models.pixels import PixelClassifier
 from descent.watch.callback import StopRequest, SweepFeed, WatchFeed, weight_images
@@ -227,9 +227,9 @@ def test_stop_from_another_thread_ends_the_fit_at_a_batch_boundary():
 
 
 def test_stop_then_resume_equals_one_uninterrupted_run(tmp_path):
-    from descent.io.checkpoints import list_checkpoints, load_checkpoint
-    from descent.cli.common import exit_status
     from descent.callbacks.checkpointer import Checkpointer
+    from descent.cli.common import exit_status
+    from descent.io.checkpoints import list_checkpoints, load_checkpoint
 
     whole = pixel_learner()
     whole.fit(3)

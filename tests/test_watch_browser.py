@@ -191,10 +191,10 @@ def test_the_live_page_follows_the_run_and_stop_reaches_the_loop(page):
 
 
 def test_a_real_training_run_is_stopped_from_the_page_with_a_checkpoint(page, tmp_path):
-    from descent.io.checkpoints import list_checkpoints, load_checkpoint
     from descent.cli.common import exit_status
     from descent.commands.config import TrainConfig
     from descent.commands.train import train_command
+    from descent.io.checkpoints import list_checkpoints, load_checkpoint
 
     log = EventLog()
     stop = StopRequest()
