@@ -120,7 +120,7 @@ def read_rows(
 def raise_not_utf8(path: Path) -> None:
     """Find the first byte that is not UTF-8 and raise a DataError naming it and its line."""
     decoder = codecs.getincrementaldecoder("utf-8")()
-    offset, line = 0, 1
+    offset = 0
     with open(path, "rb") as f:
         while chunk := f.read(SCAN_CHUNK):
             try:
@@ -128,8 +128,7 @@ def raise_not_utf8(path: Path) -> None:
             except UnicodeDecodeError as err:
                 pending = len(decoder.getstate()[0])  # bytes held back from the last chunk
                 bad = offset - pending + err.start
-                f.seek(0)
-                line = 1 + _count_lines(f.read(max(bad, 0)))
+                line = 1 + _lines_before(f, bad)
                 raise DataError(
                     f"{path}: row {line} is not UTF-8 text (byte {bad}); save it as UTF-8 CSV"
                 ) from None
@@ -252,8 +251,8 @@ def _by_lines(
     """Rows as pyarrow strings, one per physical line, split and stripped by pyarrow.compute.
     None if pyarrow cannot read the lines (a line longer than LINE_BLOCK)."""
     n = len(head.header)
-    line = head.first_line
-    with _Counted(path, head.offset, on_bytes) as counted:
+    line, done = head.first_line, head.offset
+    with _Counted(path, head.offset, lambda _: None) as counted:  # pyarrow reads ahead
         try:
             reader = pacsv.open_csv(
                 pa.PythonFile(counted, mode="r"),
@@ -271,6 +270,7 @@ def _by_lines(
                 text = batch.column(0)  # (b,) one string per physical line
                 lines = np.arange(line, line + len(text))
                 line += len(text)
+                done += pc.sum(pc.binary_length(text)).as_py() + len(text)  # + line ends
                 if head.delimiter is None:
                     text = pc.utf8_trim_whitespace(text)
                     blank = pc.equal(text, "")
@@ -291,6 +291,7 @@ def _by_lines(
                     for name, j in checker.index.items()
                 }
                 checker.add(lines[fits], columns, (lines[~fits], found[~fits]))
+                on_bytes(done)  # the bar follows the rows checked, not the bytes read ahead
         except pa.ArrowInvalid as err:
             if "UTF8" in str(err):
                 raise_not_utf8(path)
@@ -340,6 +341,13 @@ def _by_csv_module(
     return checker
 
 
-def _count_lines(data: bytes) -> int:
-    """Line breaks in `data`: \\n, \\r\\n and a lone \\r, as Python's csv module counts them."""
-    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+def _lines_before(f, end: int) -> int:
+    """Line breaks in the first `end` bytes of file f: \\n, \\r\\n and a lone \\r, as
+    Python's csv module counts them; read in chunks."""
+    f.seek(0)
+    count, last = 0, b""
+    while end > 0 and (chunk := f.read(min(SCAN_CHUNK, end))):
+        count += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+        count -= last == b"\r" and chunk[:1] == b"\n"  # a \r\n split between two chunks
+        last, end = chunk[-1:], end - len(chunk)
+    return count
