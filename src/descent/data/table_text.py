@@ -12,8 +12,10 @@ Each step runs only when the one before cannot answer:
    numbers are exact and the batches are vectorised; a quoted file goes through Python's
    csv module, as the reader before pyarrow did.
 
-Line numbers are file lines (the header's is usually 1). A file above PROGRESS_BYTES shows a
-progress bar on a terminal (stderr) while it is read.
+Line numbers are file lines (the header's is usually 1). UTF-8: the header must be; a
+data cell must be when it is read as text (the fast read skips unrequested columns unread,
+the exact read decodes whole lines), and the first bad byte is named with its line.
+`on_bytes` callbacks move the caller's progress bar.
 """
 
 from __future__ import annotations
