@@ -28,6 +28,7 @@ SCRIPTS = [
     "lr_sweep",
     "digits_vs_sklearn",
     "watch_overhead",
+    "tables",
 ]
 
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import gzip
+import os
+import shutil
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
 
+from descent.cli import main
+from descent.data import images, limits
 from descent.data.images import ImageData, load_images, read_image_file, to_grey
 from descent.errors import ConfigError, DataError
 
@@ -194,7 +199,7 @@ def test_class_selection_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="list of label names"):
         load_images(tmp_path, classes="37")
     for pct in (-0.1, 1.0, 1.5):
-        with pytest.raises(ConfigError, match=r"valid_pct must be in \[0, 1\)"):
+        with pytest.raises(ConfigError, match=r"--valid-pct must be in \[0, 1\)"):
             load_images(tmp_path, valid_pct=pct)
 
 
@@ -334,3 +339,130 @@ def test_read_image_file(tmp_path: Path) -> None:
     assert read_image_file(tmp_path / "big.png", (28, 28), resize=True).shape == (28, 28)
     with pytest.raises(DataError, match="missing.png: no such image file"):
         read_image_file(tmp_path / "missing.png", (28, 28))
+
+
+# --- limits checked before decoding; links and folders that cannot be read ---------------
+
+
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records every image Pillow decodes (ImageFile.load), so a test can show none was."""
+    calls: list[str] = []
+    load = ImageFile.ImageFile.load
+
+    def spy(self):
+        calls.append(getattr(self, "filename", "?"))
+        return load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", spy)
+    return calls
+
+
+def black_png(path: Path, size: tuple[int, int]) -> Path:
+    """A mostly black (w, h) PNG: megapixels that compress to kilobytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im = Image.new("L", size)
+    im.putpixel((1, 1), 255)
+    im.save(path)
+    return path
+
+
+def test_huge_image_refused_before_it_is_decoded(tmp_path: Path, decoded: list[str]) -> None:
+    path = black_png(tmp_path / "7" / "huge.png", (12000, 12000))
+    make_folder(tmp_path, {"3": 2})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow's DecompressionBombWarning must not surface
+        with pytest.raises(DataError, match=r"huge\.png: image is 12000x12000.*144,000,000"):
+            read_image_file(path, (28, 28), resize=True)
+        with pytest.raises(DataError, match=r"huge\.png: image is 12000x12000.*Resize it"):
+            load_images(tmp_path)
+    assert not any(Path(name).name == "huge.png" for name in decoded)
+
+
+def test_four_9000px_images_refused_before_a_model_is_built(
+    tmp_path: Path,
+    decoded: list[str],
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Were the pixel limit broken, the memory check would stop this cheaply (and the test fail)
+    monkeypatch.setattr(limits, "available_memory", lambda: 2**29)
+    one = black_png(tmp_path / "one.png", (9000, 9000))
+    for name in ("3/0.png", "3/1.png", "7/0.png", "7/1.png"):
+        (tmp_path / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(one, tmp_path / "data" / name)
+    code = main(["train", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "3/0.png: image is 9000x9000" in err and "16,777,216" in err
+    assert decoded == [] and not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_memory_estimate_refuses_before_decoding(
+    tmp_path: Path, decoded: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_folder(tmp_path, {"3": 3, "7": 3})
+    # 6 images: 2 copies x 6 x 784 bytes of pixels + 4 copies x 4 bytes x 784 x 2 classes
+    need = 2 * 6 * 784 + 4 * 4 * 784 * 2
+    monkeypatch.setattr(limits, "available_memory", lambda: need - 1)
+    with pytest.raises(DataError, match=r"6 images of 28x28 .* would need about 33\.7 KB"):
+        load_images(tmp_path)
+    assert decoded == []
+    monkeypatch.setattr(limits, "available_memory", lambda: need)
+    assert len(load_images(tmp_path, valid_pct=0).train_y) == 6
+    # with the pixel limit lifted, four 9000x9000 images still do not fit in 1 GB
+    monkeypatch.setattr(images, "MAX_PIXELS", 2**27)
+    monkeypatch.setattr(limits, "available_memory", lambda: 2**30)
+    one = black_png(tmp_path / "one.png", (9000, 9000))
+    for name in ("3/0.png", "3/1.png", "7/0.png", "7/1.png"):
+        (tmp_path / "big" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(one, tmp_path / "big" / name)
+    decoded.clear()
+    with pytest.raises(DataError, match=r"4 images of 9000x9000.*1\.0 GB is available.*resize"):
+        load_images(tmp_path / "big")
+    assert decoded == []
+
+
+def test_available_memory_is_a_plausible_figure() -> None:
+    available = limits.available_memory()
+    assert isinstance(available, int) and 2**20 < available < 2**50
+
+
+def test_pillow_decompression_bomb_is_a_data_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_folder(tmp_path, {"3": 1, "7": 1})
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # 784 pixels > 2 x 300: an error
+    with pytest.raises(DataError, match=r"0\.png: image is too large to open"):
+        load_images(tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # 784 > 500: only Pillow's warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_images(tmp_path, valid_pct=0).size == (28, 28)
+
+
+def test_symlink_loops_and_unreadable_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_folder(tmp_path / "data", {"3": 2, "7": 2})
+    os.symlink("loop", tmp_path / "data" / "loop")  # loops, and is no label folder: ignored
+    assert load_images(tmp_path / "data", valid_pct=0).labels == ["3", "7"]
+    os.symlink("b.png", tmp_path / "data" / "7" / "a.png")  # a.png -> b.png -> a.png
+    os.symlink("a.png", tmp_path / "data" / "7" / "b.png")
+    with pytest.raises(DataError, match=r"7/a\.png: is a symbolic link that loops"):
+        load_images(tmp_path / "data")
+    os.symlink("itself", tmp_path / "itself")
+    with pytest.raises(DataError, match="itself: a symbolic link that loops"):
+        load_images(tmp_path / "itself")
+    (tmp_path / "data" / "7" / "a.png").unlink()
+    (tmp_path / "data" / "7" / "b.png").unlink()
+    scandir = os.scandir
+
+    def unreadable(path):
+        if Path(path).name == "7":
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", unreadable)
+    with pytest.raises(DataError, match=r"7: cannot be read \(Permission denied\)"):
+        load_images(tmp_path / "data")

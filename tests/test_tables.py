@@ -1,13 +1,18 @@
-"""Reading CSV/TSV tables: delimiters, exact values, and errors that name file, row, column."""
+"""Reading CSV/TSV/Parquet tables: delimiters, exact values, errors that name file, row, column."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
+from rich.console import Console
 
+from descent.data import table_text, tables
 from descent.data.tables import check_enough_rows, read_table
 from descent.errors import DataError
 
@@ -175,3 +180,137 @@ def test_check_enough_rows():
 def test_control_characters_are_shown_escaped(tmp_path):
     message = error(write(tmp_path, "x,y\n1,2\n3,\0\n"))
     assert 'row 3, column "y" (2): "\\x00" is not a number' in message
+
+
+# --- pyarrow reading: the fast read, the exact read and its batches, Parquet, progress ---
+
+
+def test_exact_read_matches_fast_read(tmp_path, monkeypatch):
+    """The second (exact) read gives the same table as pyarrow's fast read on clean files."""
+    texts = {
+        "comma.csv": 'x,"y",name\n1,2.5,a\n\n-3e-2,4,"b,c"\n',
+        "tab.tsv": "x\ty\tname\n1\t2.5\ta\n\n-3e-2\t4\tb c\n",
+        "semi.csv": "x;y;name\r\n1;2.5;a\r\n-3e-2;4;b\r\n",
+    }
+    fast = {n: read_table(write(tmp_path, t, n), columns=["y", "x"]) for n, t in texts.items()}
+    monkeypatch.setattr(table_text, "_fast", lambda *args: None)
+    for name in texts:
+        exact = read_table(tmp_path / name, columns=["y", "x"])
+        assert exact.n_rows == fast[name].n_rows == 2
+        for col in ("x", "y"):
+            assert exact.columns[col].tolist() == fast[name].columns[col].tolist()
+
+
+@pytest.mark.parametrize("quoted", [False, True])
+def test_row_numbers_across_batches(tmp_path, monkeypatch, quoted):
+    """Blank lines and many small batches: dropped rows and problems keep file line numbers."""
+    monkeypatch.setattr(table_text, "LINE_BLOCK", 256)  # bytes per batch of lines
+    monkeypatch.setattr(table_text, "BATCH_ROWS", 7)  # rows per batch of the csv module
+    lines, expected_dropped, values = ["x,y"], [], []
+    for i in range(300):
+        if i % 13 == 0:
+            lines.append("")
+        y = "NA" if i % 17 == 3 else str(i)
+        lines.append(f'{i},"{y}"' if quoted else f"{i},{y}")
+        if y == "NA":
+            expected_dropped.append(len(lines))
+        else:
+            values.append(float(i))
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    table = read_table(path, drop_missing=True)
+    assert table.dropped_rows == expected_dropped and table.columns["y"].tolist() == values
+    lines[200] = "oops,1"
+    message = error(write(tmp_path, "\n".join(lines) + "\n", "bad.csv"), drop_missing=True)
+    assert "1 problem(s)" in message and 'row 201, column "x" (1): "oops"' in message
+
+
+def test_quoted_newlines_keep_line_numbers(tmp_path):
+    path = write(tmp_path, 'x,note\n1,"two\nlines"\n2,plain\n')
+    table = read_table(path, columns=["x"])
+    assert table.columns["x"].tolist() == [1.0, 2.0]
+    message = error(write(tmp_path, 'x,note\n1,"two\nlines"\nabc,c\n', "bad.csv"), columns=["x"])
+    assert 'row 4, column "x" (1): "abc" is not a number' in message
+
+
+def test_whitespace_table_with_missing_values(tmp_path):
+    path = write(tmp_path, "t   v\n0  1.5\n\n1  NA\n 2\t3\n", "data.txt")
+    message = error(path)
+    assert 'row 4, column "v" (2): "NA"' in message
+    table = read_table(path, drop_missing=True)
+    assert table.dropped_rows == [4] and table.columns["v"].tolist() == [1.5, 3.0]
+
+
+def test_a_line_longer_than_a_block_is_still_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(table_text, "LINE_BLOCK", 64)  # pyarrow cannot split a longer line
+    used = []
+    by_csv_module = table_text._by_csv_module
+    monkeypatch.setattr(
+        table_text, "_by_csv_module", lambda *a: used.append(1) or by_csv_module(*a)
+    )
+    path = write(tmp_path, f"x,note\n1,{'n' * 500}\nNA,b\n")
+    table = read_table(path, columns=["x"], drop_missing=True)
+    assert table.columns["x"].tolist() == [1.0] and table.dropped_rows == [3] and used
+
+
+def test_not_utf8_names_row_and_byte(tmp_path):
+    message = error(write(tmp_path, "", raw=b"x,y\n1,2\n3,\xff\n"))
+    assert "row 3 is not UTF-8 text (byte 10)" in message
+
+
+def test_header_only_columns(tmp_path):
+    table = read_table(write(tmp_path, "a,b,c\n1,2,x\n3,4,y\n"), columns=[])
+    assert table.header == ["a", "b", "c"] and table.columns == {} and table.n_rows == 2
+    message = error(write(tmp_path, "a,b\n1,2\n3\n", "ragged.csv"), columns=[])
+    assert "row 3: expected 2 cells (a, b) like the header, found 1" in message
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path, monkeypatch, capsys):
+    path = write(tmp_path, "x,y\n" + "".join(f"{i},{i}\n" for i in range(1000)))
+    assert read_table(path).n_rows == 1000  # small file, not a terminal: nothing printed
+    monkeypatch.setattr(tables, "PROGRESS_BYTES", 100)
+    assert read_table(path).n_rows == 1000  # big enough, but stderr is not a terminal
+    assert capsys.readouterr() == ("", "")
+    screen = io.StringIO()
+    monkeypatch.setattr(tables, "Console", lambda stderr: Console(file=screen, force_terminal=True))
+    assert read_table(path).n_rows == 1000
+    assert f"reading {path.name}" in screen.getvalue()
+
+
+def write_parquet(path: Path, **columns) -> Path:
+    pq.write_table(pa.table(columns), path, row_group_size=3)
+    return path
+
+
+def test_parquet_columns_and_row_groups(tmp_path):
+    x = np.arange(10, dtype=np.int64)
+    path = write_parquet(tmp_path / "data.parquet", x=x, y=x * 0.5, name=[str(i) for i in x])
+    table = read_table(path, columns=["y", "x"])
+    assert table.header == ["x", "y", "name"] and table.n_rows == 10
+    assert table.columns["x"].tolist() == x.tolist() and table.columns["y"].dtype == torch.float64
+    assert read_table(path, columns=["name"]).columns["name"].tolist() == x.tolist()  # text
+    pq_path = write_parquet(tmp_path / "short.pq", a=[1.0, 2.0])
+    assert read_table(pq_path, dtype=torch.float32).columns["a"].dtype == torch.float32
+
+
+def test_parquet_messages(tmp_path):
+    path = write_parquet(
+        tmp_path / "data.parquet",
+        x=pa.array([1.0, None, 3.0, float("nan"), 5.0]),
+        y=pa.array([1, 2, 3, 4, 5]),
+        flag=pa.array([True, False, True, False, True]),
+        note=pa.array(["1", "2", "abc", "4", "inf"]),
+    )
+    message = error(path, columns=["x", "y"])
+    assert "2 missing value(s) in 2 row(s)" in message
+    assert 'row 2, column "x" (1): null' in message and 'row 4, column "x" (1): "nan"' in message
+    table = read_table(path, columns=["x", "y"], drop_missing=True)
+    assert table.dropped_rows == [2, 4] and table.columns["y"].tolist() == [1.0, 3.0, 5.0]
+    message = error(path, columns=["flag"])
+    assert 'column "flag" (3) holds bool values, not numbers' in message
+    message = error(path, columns=["note"])
+    assert 'row 3, column "note" (4): "abc" is not a number' in message
+    assert 'row 5, column "note" (4): "inf" is infinite' in message
+    message = error(path, columns=["x", "z"])
+    assert 'no column named "z"' in message and "x, y, flag, note" in message
+    broken = write(tmp_path, "x,y\n1,2\n", "broken.parquet")
+    assert "not a readable Parquet file" in error(broken)

@@ -22,16 +22,23 @@ Rules that hold for every source:
 - Image files (.png .jpg .jpeg .bmp .gif .tif .tiff .webp, any case) are read with Pillow
   and made greyscale by `to_grey` (rules there); other files and hidden ones (".*") are
   ignored, and only files directly inside a label folder count. All images must have one size.
+- Limits are checked before pixels are decoded: each image's header against MAX_PIXELS, and
+  for a folder, the first image's size times the number of files (plus the linear model's
+  training state) against the memory available (limits.check_fits). A symbolic link that loops
+  or a folder that cannot be listed is a DataError naming it.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import re
 import struct
+import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -40,15 +47,29 @@ import numpy as np
 import torch
 from PIL import Image
 
+from descent.data.limits import check_fits
 from descent.errors import ConfigError, DataError
+from descent.options import check_valid_pct
 
-__all__ = ["ImageData", "load_images", "read_image_file", "to_grey", "IMAGE_EXTENSIONS"]
+__all__ = [
+    "ImageData",
+    "load_images",
+    "read_image_file",
+    "to_grey",
+    "IMAGE_EXTENSIONS",
+    "MAX_PIXELS",
+]
 
 BUNDLED = "mnist-sample"
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 TRAIN_DIRS = ("train", "training")
 VALID_DIRS = ("valid", "validation", "test", "testing")  # the first that exists wins
 IDX_MAGIC = {"images": 0x00000803, "labels": 0x00000801}  # ubyte data, 3 or 1 dimensions
+# 2**24 pixels (4096x4096) per image: a pixel classifier has one weight per pixel per class,
+# so a larger image makes a model of hundreds of millions of weights that no gradient-descent
+# course needs (MNIST is 784 pixels), and decoding it takes gigabytes before anything is
+# checked. Pillow's own decompression-bomb limit (about 89M pixels) is far above this.
+MAX_PIXELS = 2**24
 LAYOUTS = (
     "'mnist-sample', a .npz file with x and y, a folder of MNIST IDX files, "
     "a folder with train/<label>/ and valid/<label>/ image folders, or a folder of <label>/ folders"
@@ -91,8 +112,7 @@ def load_images(
         must be in [0, 1). Ignored when the source has one.
     seed: seeds that random split; the same seed gives the same split.
     """
-    if not 0 <= valid_pct < 1:
-        raise ConfigError(f"valid_pct must be in [0, 1), e.g. 0.2; got {valid_pct!r}")
+    check_valid_pct(valid_pct)
     if isinstance(classes, str):
         raise ConfigError(
             f"classes must be a list of label names such as ['3', '7'], not {classes!r}"
@@ -110,7 +130,10 @@ def load_images(
     else:
         path = Path(source).expanduser()
         if not path.exists():
-            raise DataError(f"{path}: no such file or folder; give {LAYOUTS}")
+            why = "no such file or folder"
+            if path.is_symlink():
+                why = "a symbolic link that loops" if _loops(path) else "a broken symbolic link"
+            raise DataError(f"{path}: {why}; give {LAYOUTS}")
         if path.is_file():
             if path.suffix.lower() != ".npz":
                 raise DataError(f"{path}: not a data file descent can read; give {LAYOUTS}")
@@ -118,7 +141,7 @@ def load_images(
         elif _find_idx(path, "train", "images") or _find_idx(path, "train", "labels"):
             raw = _read_idx_folder(path)
         else:
-            raw = _read_image_folder(path)
+            raw = _read_image_folder(path, classes)
     return _assemble(**raw, classes=classes, valid_pct=valid_pct, seed=seed)
 
 
@@ -175,16 +198,61 @@ def to_grey(im: Image.Image) -> np.ndarray:
 
 
 def _read_grey(path: Path) -> np.ndarray:
-    """Decode one image file fully -> uint8 (h, w); unreadable or truncated -> DataError."""
-    try:
-        with Image.open(path) as im:
+    """Decode one image file fully -> uint8 (h, w). Unreadable, truncated, or above
+    MAX_PIXELS (known from the header, before decoding) -> DataError."""
+    with _open(path) as im:
+        try:
             im.load()  # decode now, so a truncated file fails here
             return to_grey(im)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        except (OSError, ValueError, SyntaxError) as e:
+            raise _unreadable(path, e) from e
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(h, w) from the image's header alone; above MAX_PIXELS or unreadable -> DataError."""
+    with _open(path) as im:
+        return im.size[1], im.size[0]
+
+
+@contextmanager
+def _open(path: Path) -> Iterator[Image.Image]:
+    """Image.open (which reads only the header) with its size checked against MAX_PIXELS;
+    Pillow's DecompressionBombWarning/Error become a DataError, never a traceback."""
+    try:
+        with warnings.catch_warnings():  # MAX_PIXELS is far below Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError as e:
         raise DataError(
-            f"{path}: cannot read this image ({e}); it may be corrupt, truncated or not an "
-            "image; replace it with a valid PNG/JPEG or remove it"
-        ) from e
+            f"{path}: image is too large to open ({e}); descent reads images of up to "
+            f"{MAX_PIXELS:,} pixels: resize it (e.g. to 28x28) first"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise _unreadable(path, e) from e
+    with im:
+        w, h = im.size
+        if w * h > MAX_PIXELS:
+            raise DataError(
+                f"{path}: image is {_hw((h, w))} = {w * h:,} pixels, above the limit of "
+                f"{MAX_PIXELS:,} (4096x4096) per image: a pixel classifier has one weight per "
+                "pixel per class. Resize it (e.g. to 28x28) first"
+            )
+        yield im
+
+
+def _unreadable(path: Path, e: Exception) -> DataError:
+    return DataError(
+        f"{path}: cannot read this image ({e}); it may be corrupt, truncated or not an "
+        "image; replace it with a valid PNG/JPEG or remove it"
+    )
+
+
+def _loops(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    return False
 
 
 class _Stack:
@@ -214,21 +282,56 @@ class _Stack:
 
 def _image_files(folder: Path) -> list[Path]:
     """Image files directly in `folder`, hidden ones skipped, in natural name order."""
-    with os.scandir(folder) as entries:
-        names = [
-            e.name
-            for e in entries
-            if not e.name.startswith(".")
-            and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
-            and e.is_file()
-        ]
+    names = []
+    for e in _entries(folder):
+        if e.name.startswith(".") or os.path.splitext(e.name)[1].lower() not in IMAGE_EXTENSIONS:
+            continue
+        try:
+            if e.is_file():
+                names.append(e.name)
+        except OSError as err:  # a symbolic link that loops (ELOOP), ...
+            raise _not_listable(folder / e.name, err) from None
     return [folder / n for n in sorted(names, key=_natural_key)]
 
 
-def _label_folders(folder: Path, stack: _Stack) -> tuple[np.ndarray, list[str]]:
-    """<label>/* under `folder` -> (x (n, h, w) uint8, label name per image)."""
-    subs = sorted((p.name for p in folder.iterdir() if p.is_dir()), key=_natural_key)
-    subs = [folder / s for s in subs if not s.startswith(".")]
+def _subfolders(folder: Path) -> list[Path]:
+    """Folders directly in `folder` (links to folders too), hidden ones skipped, in natural
+    order. A link that loops is not a folder (it is skipped, as any other non-folder is)."""
+    names = [e.name for e in _entries(folder) if not e.name.startswith(".") and _is_dir(e)]
+    return [folder / n for n in sorted(names, key=_natural_key)]
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    """os.scandir(folder) as a list; an OSError (unreadable, gone, a loop) is a DataError."""
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except OSError as err:
+        raise _not_listable(folder, err) from None
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a link that loops, or that cannot be followed
+        return False
+
+
+def _not_listable(path: Path, err: OSError) -> DataError:
+    if err.errno == errno.ELOOP:
+        return DataError(
+            f"{path}: is a symbolic link that loops ({err.strerror}); remove it or point it "
+            "at an image file or folder"
+        )
+    return DataError(
+        f"{path}: cannot be read ({err.strerror}); check that it exists and its "
+        "permissions, or remove it"
+    )
+
+
+def _label_folders(folder: Path) -> tuple[list[Path], list[str]]:
+    """<label>/* under `folder` -> (image files, label name per file); nothing decoded."""
+    subs = _subfolders(folder)
     if not subs:
         loose = " (it holds images directly: put each class in a subfolder)"
         raise DataError(
@@ -246,27 +349,34 @@ def _label_folders(folder: Path, stack: _Stack) -> tuple[np.ndarray, list[str]]:
             )
         files += found
         names += [sub.name] * len(found)
-    return stack.read(files), names
+    return files, names
 
 
-def _read_image_folder(folder: Path) -> dict:
-    stack = _Stack()
+def _read_image_folder(folder: Path, classes: Sequence[str] | None = None) -> dict:
+    """List every image file, check that they can fit in memory (from the first image's
+    header), then decode them."""
     train_dir = next((folder / d for d in TRAIN_DIRS if (folder / d).is_dir()), folder)
     valid_dir = next((folder / d for d in VALID_DIRS if (folder / d).is_dir()), None)
-    x, names = _label_folders(train_dir, stack)
-    labels, y = _index(names)
-    out = dict(train=(x, y), valid=None, labels=labels, source=f"folder {folder}")
-    if train_dir == folder or valid_dir is None:
-        return out
-    vx, vnames = _label_folders(valid_dir, stack)
+    if train_dir == folder:
+        valid_dir = None
+    files, names = _label_folders(train_dir)
+    labels = sorted(set(names), key=_natural_key)
+    vfiles, vnames = _label_folders(valid_dir) if valid_dir is not None else ([], [])
     unknown = sorted(set(vnames) - set(labels), key=_natural_key)
     if unknown:
         raise DataError(
             f"{valid_dir / unknown[0]}: validation label {unknown[0]!r} has no folder in "
             f"{train_dir}; train labels are {labels}. Add it to train or remove it from valid"
         )
+    n_classes = len(set(map(str, classes))) if classes is not None else len(labels)
+    check_fits(folder, len(files) + len(vfiles), _image_size(files[0]), n_classes)
+    stack = _Stack()
+    labels, y = _index(names)
+    out = dict(train=(stack.read(files), y), valid=None, labels=labels, source=f"folder {folder}")
+    if valid_dir is None:
+        return out
     vy = np.array([labels.index(n) for n in vnames], dtype=np.int64)
-    return dict(out, valid=(vx, vy), split=f"folder {valid_dir.name}/")
+    return dict(out, valid=(stack.read(vfiles), vy), split=f"folder {valid_dir.name}/")
 
 
 # --- MNIST IDX ----------------------------------------------------------------------------

@@ -1,35 +1,47 @@
-"""CSV/TSV columns -> float tensors, with errors that name the file, row and column.
+"""CSV, TSV and Parquet columns -> float tensors, with errors that name the file, row and column.
 
     table = read_table("coaster.csv", columns=["time", "speed"])
     t, speed = table.select("time", "speed")      # (n,), (n,)
 
 Row numbers in messages are file line numbers (the header is row 1, as in a
-spreadsheet); columns are named and numbered from 1.
+spreadsheet; Parquet rows are numbered from 1); columns are named and numbered from 1.
+
+pyarrow does the reading: a clean file is parsed by its multi-threaded CSV reader
+(table_text.py), and a file with a problem is read again in batches by the rules in
+table_cells.py, which place every problem; Parquet goes through the same rules
+(table_parquet.py). Memory: the float64 columns, about twice over while they are copied
+out of Arrow, plus pyarrow's blocks.
 """
 
 from __future__ import annotations
 
-import csv
 import difflib
-import io
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
+from descent.data import table_parquet, table_text
+from descent.data.table_cells import MISSING, SHOW, CellChecker, fill
 from descent.errors import DataError
 
-DELIMITERS = (",", "\t", ";")  # tried in this order; whitespace is the fallback
-# Cells that mean "no value" (compared lower-cased, after stripping whitespace).
-MISSING = frozenset({"", "na", "n/a", "#n/a", "nan", "+nan", "-nan", "null", "none", "-", "?"})
-SHOW = 10  # problems listed in one message; the rest are counted
+__all__ = ["MISSING", "SHOW", "Table", "check_enough_rows", "read_table"]
 
 
 @dataclass
 class Table:
-    """Numeric columns read from a text table.
+    """Numeric columns read from a text or Parquet table.
 
     `header` is every column name in the file; `columns` holds the requested (or all)
     columns as (n,) tensors; `dropped_rows` lists the file lines dropped for missing values.
@@ -68,8 +80,9 @@ def read_table(
     columns: Sequence[str] | None = None,
     drop_missing: bool = False,
     dtype: torch.dtype = torch.float64,
+    progress: bool | None = None,
 ) -> Table:
-    """Read a delimited text file with a header row into float tensors.
+    """Read a delimited text file with a header row, or a Parquet file, into float tensors.
 
     Rules:
     - UTF-8 (a byte-order mark is allowed). The first non-blank row is the header: column
@@ -79,91 +92,53 @@ def read_table(
     - Blank lines (and rows whose cells are all empty, like `,,`) are skipped; row numbers
       in messages are still file line numbers.
     - Every row must have as many cells as the header. Only the requested `columns`
-      (default: all) must be numbers: Python float syntax without `_`, finite.
+      (default: all) must be numbers: Python float syntax without `_`, finite. Columns not
+      requested are skipped unread (a clean file's other cells are not checked for UTF-8).
     - Missing values (empty, NA, N/A, #N/A, NaN, null, None, `-`, `?`; any case) are an
       error unless `drop_missing`, which drops each row with one in a requested column.
-    - Every problem is collected; the message lists the first ten and counts the rest.
+    - Every problem is counted; the message lists the first ten and counts the rest.
+    - `.parquet` / `.pq` files: the same column rules and messages (table_parquet.py).
+    - progress: a bar on stderr while reading; None shows it for files above
+      PROGRESS_BYTES when stderr is a terminal.
+
+    The reading itself is pyarrow's (table_text.py says how problems are still placed).
     """
     path = Path(path)
-    text = _read_text(path)
-    records = list(_records(path, text))
-    if not records:
+    _check_file(path)
+    if path.suffix.lower() in table_parquet.SUFFIXES:
+        return _read_parquet(path, columns, drop_missing, dtype, progress)
+    try:
+        head = table_text.read_head(path)
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror})") from None
+    if head is None:
         raise DataError(
             f"{path}: the file is empty; expected a header row of column names, "
             "then one row of numbers per line, e.g.\n  x,y\n  0.5,1.2"
         )
-    header_line, header = records[0]
-    _check_header(path, header_line, header)
-    rows = records[1:]
-    if not rows:
+    table_text.check_utf8_header(path, head)
+    header = head.header
+    _check_header(path, head.line, header)
+    if not head.has_data:
         raise DataError(
             f"{path}: has a header ({', '.join(header)}) but no data rows below it (row "
-            f"{header_line}); add one row of numbers per line"
+            f"{head.line}); add one row of numbers per line"
         )
-    wanted = list(dict.fromkeys(header if columns is None else columns))  # unique, in order
-    for name in wanted:
-        if name not in header:
-            raise _missing_column(path, name, header)
-    index = {name: header.index(name) for name in wanted}
-
-    problems: list[str] = []  # cells that cannot work
-    missing: list[str] = []  # cells that --drop-missing could drop
-    values: dict[str, list[float]] = {name: [] for name in wanted}
-    dropped: list[int] = []
-    for line, cells in rows:
-        if len(cells) != len(header):
-            names = f" ({', '.join(header)})" if len(header) <= 8 else ""
-            problems.append(
-                f"row {line}: expected {len(header)} cells{names} like the header, "
-                f"found {len(cells)}"
-            )
-            continue
-        row: dict[str, float] = {}
-        row_missing = False
-        for name, j in index.items():
-            cell = cells[j]
-            where = f'row {line}, column "{name}" ({j + 1})'
-            if cell.lower() in MISSING:
-                missing.append(f"{where}: {_quote(cell) if cell else 'empty'}")
-                row_missing = True
-                continue
-            value = _number(cell)
-            if value is None:
-                hint = " (write decimals with a point)" if _decimal_comma(cell) else ""
-                problems.append(f"{where}: {_quote(cell)} is not a number{hint}")
-            elif math.isnan(value):
-                missing.append(f"{where}: {_quote(cell)}")
-                row_missing = True
-            elif math.isinf(value):
-                problems.append(f"{where}: {_quote(cell)} is infinite; only finite numbers work")
-            else:
-                row[name] = value
-        if row_missing:
-            dropped.append(line)
-        elif len(row) == len(index):
-            for name, value in row.items():
-                values[name].append(value)
-
-    if problems:
-        also = f" (and {len(missing)} missing values)" if missing else ""
-        raise DataError(
-            f"{path}: {len(problems)} problem(s){also}:\n{_listing(problems)}\n"
-            "Fix these rows or cells, or read only the columns you need."
+    wanted = _wanted(path, header, columns)
+    with _progress(path, path.stat().st_size, progress, "B") as on_bytes:
+        got = table_text.read_rows(
+            path, head, wanted, lambda: CellChecker(path, header, wanted), on_bytes
         )
-    if missing and not drop_missing:
-        raise DataError(
-            f"{path}: {len(missing)} missing value(s) in {len(dropped)} row(s):\n"
-            f"{_listing(missing)}\n"
-            "Fill them in, or pass --drop-missing (drop_missing=True) to skip those rows."
-        )
-    n_rows = len(next(iter(values.values()))) if values else len(rows) - len(dropped)
-    if n_rows == 0:
-        raise DataError(
-            f"{path}: every one of the {len(rows)} data rows has a missing value in "
-            f"{', '.join(wanted)}; nothing is left to fit"
-        )
-    tensors = {name: torch.tensor(v, dtype=dtype) for name, v in values.items()}  # each (n,)
-    return Table(path, header, tensors, n_rows, dropped)
+    if isinstance(got, CellChecker):
+        tensors, n_rows, dropped = got.result(drop_missing, dtype)
+        return Table(path, header, tensors, n_rows, dropped)
+    n_rows = got.num_rows
+    tensors = {}
+    for name in wanted:  # each (n,); the Arrow column is freed as soon as it is copied
+        chunks = [chunk.to_numpy() for chunk in got.column(name).chunks]
+        got = got.drop_columns([name])
+        tensors[name] = fill(chunks, n_rows, dtype)
+    return Table(path, header, tensors, n_rows)
 
 
 def check_enough_rows(n_rows: int, n_params: int, path: str | Path | None = None) -> None:
@@ -176,21 +151,16 @@ def check_enough_rows(n_rows: int, n_params: int, path: str | Path | None = None
         )
 
 
-def _read_text(path: Path) -> str:
+PROGRESS_BYTES = 50 * 2**20  # a file this big takes about a second: show the bar
+
+
+def _check_file(path: Path) -> None:
     if not path.exists():
         near = difflib.get_close_matches(path.name, _siblings(path), n=1)
         hint = f"; did you mean {path.with_name(near[0])}?" if near else ""
         raise DataError(f"{path}: file not found{hint}")
     if path.is_dir():
-        raise DataError(f"{path}: is a folder; give the path of a .csv or .tsv file")
-    try:
-        return path.read_text(encoding="utf-8-sig")  # -sig: drop a byte-order mark
-    except UnicodeDecodeError as err:
-        raise DataError(
-            f"{path}: is not UTF-8 text (byte {err.start}); save it as UTF-8 CSV"
-        ) from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot be read ({err.strerror})") from None
+        raise DataError(f"{path}: is a folder; give the path of a .csv, .tsv or .parquet file")
 
 
 def _siblings(path: Path) -> list[str]:
@@ -200,30 +170,63 @@ def _siblings(path: Path) -> list[str]:
         return []
 
 
-def _records(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
-    """(file line, stripped cells) for every non-blank row."""
-    first = next((s for s in text.splitlines() if s.strip()), "")
-    counts = {
-        d: len(next(csv.reader([first], delimiter=d, skipinitialspace=True), []))
-        for d in DELIMITERS
-    }
-    delimiter = max(DELIMITERS, key=lambda d: counts[d])  # first wins ties
-    if counts[delimiter] == 1 and len(first.split()) > 1:
-        for line, raw in enumerate(io.StringIO(text, newline=None), start=1):
-            cells = raw.split()
-            if cells:
-                yield line, cells
+def _wanted(path: Path, header: list[str], columns: Sequence[str] | None) -> list[str]:
+    """The requested columns, unique and in order (default: all); each must exist."""
+    wanted = list(dict.fromkeys(header if columns is None else columns))
+    for name in wanted:
+        if name not in header:
+            raise _missing_column(path, name, header)
+    return wanted
+
+
+def _read_parquet(
+    path: Path,
+    columns: Sequence[str] | None,
+    drop_missing: bool,
+    dtype: torch.dtype,
+    progress: bool | None,
+) -> Table:
+    pf = table_parquet.open_parquet(path)
+    header = table_parquet.header(path, pf)
+    n = pf.metadata.num_rows
+    if n == 0:
+        raise DataError(
+            f"{path}: has columns ({', '.join(header)}) but no rows; write the data into it"
+        )
+    wanted = _wanted(path, header, columns)
+    table_parquet.check_types(path, pf, wanted)
+    checker = CellChecker(path, header, wanted)
+    with _progress(path, n, progress, "rows") as on_rows:
+        table_parquet.read_rows(pf, checker, on_rows)
+    tensors, n_rows, dropped = checker.result(drop_missing, dtype)
+    return Table(path, header, tensors, n_rows, dropped)
+
+
+@contextmanager
+def _progress(
+    path: Path, total: int, show: bool | None, unit: str
+) -> Iterator[Callable[[int], None]]:
+    """A callback that moves a transient progress bar on stderr (from any thread) to `done`
+    of `total`, or that does nothing: show=None shows it for a file above PROGRESS_BYTES
+    when stderr is a terminal."""
+    console = Console(stderr=True)
+    if show is None:
+        show = path.stat().st_size > PROGRESS_BYTES and console.is_terminal
+    if not show:
+        yield lambda done: None
         return
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True)
-    start = 1
-    try:
-        for row in reader:
-            cells = [c.strip() for c in row]
-            if any(cells):
-                yield start, cells
-            start = reader.line_num + 1
-    except csv.Error as err:
-        raise DataError(f"{path}: row {reader.line_num}: cannot be read as CSV ({err})") from None
+    size = DownloadColumn() if unit == "B" else MofNCompleteColumn()
+    bar = Progress(
+        TextColumn(f"reading {path.name}"),
+        BarColumn(),
+        size,
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task("read", total=total)
+        yield lambda done: bar.update(task, completed=done)
 
 
 def _check_header(path: Path, line: int, header: list[str]) -> None:
@@ -270,20 +273,3 @@ def _number(cell: str) -> float | None:
         return float(cell)
     except ValueError:
         return None
-
-
-def _decimal_comma(cell: str) -> bool:
-    return cell.count(",") == 1 and _number(cell.replace(",", ".")) is not None
-
-
-def _quote(cell: str) -> str:
-    cell = cell if len(cell) <= 40 else cell[:37] + "..."
-    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in cell)  # a NUL shows as \x00
-    return '"' + shown.replace('"', '\\"') + '"'
-
-
-def _listing(items: list[str]) -> str:
-    lines = [f"  {item}" for item in items[:SHOW]]
-    if len(items) > SHOW:
-        lines.append(f"  ... and {len(items) - SHOW} more")
-    return "\n".join(lines)
