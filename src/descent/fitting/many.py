@@ -125,7 +125,9 @@ def fit_many(
         reasons[g] = f"{what} is not finite at the start, at row {k + 1} of the group"
 
     ok = (status == RUNNING).nonzero().flatten()
-    start = [m.index_select(0, ok) for m in _moments(r.index_select(0, ok), [c[ok] for c in cols])]
+    if len(ok) < n_groups:
+        r, cols = r.index_select(0, ok), [c.index_select(0, ok) for c in cols]
+    start = _moments(r, cols)
     b, st, steps = b0.clone(), status.clone(), torch.zeros_like(status)
     half_ss = torch.full((n_groups,), math.nan, dtype=torch.float64, device=y.device)
     jtj = torch.full((n_groups, p, p), math.nan, dtype=torch.float64, device=y.device)
@@ -217,21 +219,38 @@ def _moments(r: torch.Tensor, cols: list[torch.Tensor]):
     return 0.5 * torch.linalg.vecdot(r, r), jtj, jtr
 
 
+class _Rows:
+    """A subset of the k groups (sorted indices): gather and scatter state tensors,
+    without copies when the subset is every group (the early iterations)."""
+
+    def __init__(self, idx: torch.Tensor, k: int) -> None:
+        self.idx, self.all = idx, len(idx) == k
+
+    def take(self, t: torch.Tensor) -> torch.Tensor:
+        return t if self.all else t.index_select(0, self.idx)
+
+    def put(self, t: torch.Tensor, v: torch.Tensor) -> None:
+        if self.all:
+            t.copy_(v)
+        else:
+            t.index_copy_(0, self.idx, v)
+
+
 def _levenberg_marquardt(data, idx, b, start, tau, shrink, tol, max_steps, max_trials):
     """Levenberg-Marquardt for the groups `idx` (k,) from b (k, p), all at once;
     `start` = _moments at b. Returns (b, status, steps, |r|^2 / 2, J^T J) at the end,
     per group. Only p x p summaries of each group's Jacobian are kept: J^T J and
     J^T r at its current point."""
     k, p = b.shape
-    dev, f64 = b.device, torch.float64
+    dev, f64, i64 = b.device, torch.float64, torch.int64
     b = b.clone()
-    status = torch.full((k,), RUNNING, dtype=torch.int64, device=dev)
-    steps = torch.zeros(k, dtype=torch.int64, device=dev)
-    trials = torch.zeros(k, dtype=torch.int64, device=dev)
+    status = torch.full((k,), RUNNING, dtype=i64, device=dev)
+    steps = torch.zeros(k, dtype=i64, device=dev)
+    trials = torch.zeros(k, dtype=i64, device=dev)  # failed trials in a row
+    stalls = torch.zeros(k, dtype=i64, device=dev)  # accepted steps in a row that gained ~0
     new_point = torch.ones(k, dtype=torch.bool, device=dev)
     lam = torch.full((k,), math.nan, dtype=f64, device=dev)  # NaN: not set yet
     nu = torch.full((k,), 2.0, dtype=f64, device=dev)
-    stalls = torch.zeros(k, dtype=torch.int64, device=dev)
     dof = (data.n[idx] - p).clamp(min=1).to(f64)  # (k,)
     d = torch.zeros(k, p, dtype=f64, device=dev)  # running column scale D
     gram = torch.zeros(k, p, p, dtype=f64, device=dev)  # A^T A, A = J D^-1
@@ -241,77 +260,126 @@ def _levenberg_marquardt(data, idx, b, start, tau, shrink, tol, max_steps, max_t
     while True:
         # 1. A new point (the start, or an accepted step): scale, decompose, test.
         fresh = (new_point & (status == RUNNING)).nonzero().flatten()
-        at_limit = fresh[steps.index_select(0, fresh) >= max_steps]
-        status[at_limit] = MAX_STEPS
-        fresh = fresh[steps.index_select(0, fresh) < max_steps]
         if len(fresh):
-            jtj_f = jtj.index_select(0, fresh)
-            norms = torch.diagonal(jtj_f, dim1=-2, dim2=-1).sqrt()  # (kf, p)
-            d_f = torch.maximum(norms, d.index_select(0, fresh))
-            d_f = torch.where(d_f == 0, torch.ones_like(d_f), d_f)
+            f = _Rows(fresh, k)
+            jtj_f, steps_f = f.take(jtj), f.take(steps)
+            d_f = torch.maximum(torch.diagonal(jtj_f, dim1=-2, dim2=-1).sqrt(), f.take(d))
+            d_f = torch.where(d_f == 0, 1.0, d_f)
             g_f = jtj_f / (d_f.unsqueeze(-1) * d_f.unsqueeze(-2))
-            ga_f = jtr.index_select(0, fresh) / d_f
+            ga_f = f.take(jtr) / d_f
             offset2 = _offset_squared(data, idx, b, fresh, g_f, ga_f, d_f)
-            steps[fresh] += 1
-            hs = half_ss.index_select(0, fresh)
-            status[fresh[offset2 <= tol * tol * 2 * hs / dof.index_select(0, fresh)]] = CONVERGED
-            lam_f = lam.index_select(0, fresh)
-            first = torch.isnan(lam_f)
-            if bool(first.any()):  # lam = tau s_max^2 at a group's first point
-                lam_f[first] = tau * torch.linalg.eigvalsh(g_f[first])[:, -1]
-                lam.index_copy_(0, fresh, lam_f)
-            d.index_copy_(0, fresh, d_f)
-            gram.index_copy_(0, fresh, g_f)
-            ga.index_copy_(0, fresh, ga_f)
-            new_point[fresh] = False
-            trials[fresh] = 0
+            conv = offset2 <= tol * tol * 2 * f.take(half_ss) / f.take(dof)
+            limit = steps_f >= max_steps  # the step limit, as the Learner's epochs
+            f.put(status, torch.where(limit, MAX_STEPS, torch.where(conv, CONVERGED, RUNNING)))
+            f.put(steps, steps_f + (~limit).long())
+            lam_f = f.take(lam)
+            first = torch.isnan(lam_f).nonzero().flatten()
+            if len(first):  # lam = tau s_max^2 at a group's first point
+                top = _largest_eigenvalue(g_f.index_select(0, first))
+                f.put(lam, lam_f.index_copy(0, first, tau * top))
+            f.put(d, d_f)
+            f.put(gram, g_f)
+            f.put(ga, ga_f)
+            f.put(new_point, torch.zeros_like(fresh, dtype=torch.bool))
+            f.put(trials, torch.zeros_like(fresh))
         run = (status == RUNNING).nonzero().flatten()
         if len(run) == 0:
             return b, status, steps, half_ss, jtj
         # 2. One trial step for every running group.
-        lam_r, ga_r, d_r = lam.index_select(0, run), ga.index_select(0, run), d.index_select(0, run)
-        damped = gram.index_select(0, run) + lam_r[:, None, None] * eye  # positive definite
-        z = torch.linalg.solve_ex(damped, ga_r)[0]  # (kr, p)
-        predicted = 0.5 * ((z * ga_r).sum(-1) + lam_r * z.pow(2).sum(-1))
-        trial = b.index_select(0, run) - z / d_r
+        u = _Rows(run, k)
+        lam_u, nu_u, ga_u, hs_old = u.take(lam), u.take(nu), u.take(ga), u.take(half_ss)
+        z = _spd_solve(u.take(gram) + lam_u[:, None, None] * eye, ga_u)[0]  # (ku, p)
+        predicted = 0.5 * ((z * ga_u).sum(-1) + lam_u * z.pow(2).sum(-1))
+        trial = u.take(b) - z / u.take(d)
         hs_new, jtj_new, jtr_new = _moments(*data.residuals_and_jacobian(idx[run], trial))
-        hs_old = half_ss.index_select(0, run)
         ok = torch.isfinite(hs_new) & (predicted > 0) & torch.isfinite(predicted)
-        rho = torch.where(ok, (hs_old - hs_new) / predicted, torch.full_like(hs_new, -1.0))
-        # the Jacobian is finite when its squared column norms are
-        finite_j = torch.isfinite(torch.diagonal(jtj_new, dim1=-2, dim2=-1)).all(-1)
-        accept = (rho > 0) & finite_j
-        # accepted: move, update damping, count stalls
-        a = accept.nonzero().flatten()
-        a_idx = run.index_select(0, a)
-        rho_a, hs_a = rho.index_select(0, a), hs_new.index_select(0, a)
-        b.index_copy_(0, a_idx, trial.index_select(0, a))
-        jtj.index_copy_(0, a_idx, jtj_new.index_select(0, a))
-        jtr.index_copy_(0, a_idx, jtr_new.index_select(0, a))
-        lam_a = lam_r.index_select(0, a) * torch.clamp(1 - (2 * rho_a - 1) ** 3, min=shrink)
-        lam.index_copy_(0, a_idx, lam_a)
-        nu[a_idx] = 2.0
-        hs_prev = hs_old.index_select(0, a)
-        small = (hs_prev - hs_a) <= 4 * EPS * hs_prev
-        stalls_a = torch.where(small, stalls.index_select(0, a_idx) + 1, 0)
-        stalls.index_copy_(0, a_idx, stalls_a)
-        half_ss.index_copy_(0, a_idx, hs_a)
-        status[a_idx[stalls_a >= 3]] = NO_PROGRESS
-        new_point[a_idx] = True
-        # rejected: more damping; max_trials failures in a row end the group
-        j_idx = run[~accept]
-        lam[j_idx] = lam[j_idx] * nu[j_idx]
-        nu[j_idx] = nu[j_idx] * 2
-        trials[j_idx] += 1
-        status[j_idx[trials[j_idx] >= max_trials]] = NO_PROGRESS
+        rho = torch.where(ok, (hs_old - hs_new) / predicted, -1.0)
+        # accept where rho > 0 and the Jacobian is finite (so are its squared column norms)
+        acc = (rho > 0) & torch.isfinite(torch.diagonal(jtj_new, dim1=-2, dim2=-1)).all(-1)
+        gain = torch.clamp(1 - (2 * rho - 1) ** 3, min=shrink)
+        small = (hs_old - hs_new) <= 4 * EPS * hs_old
+        stalls_u = torch.where(acc, torch.where(small, u.take(stalls) + 1, 0), u.take(stalls))
+        trials_u = u.take(trials) + (~acc).long()
+        done = (acc & (stalls_u >= 3)) | (~acc & (trials_u >= max_trials))
+        new = [  # every new value first: with every group running, take() returns views
+            (b, torch.where(acc.unsqueeze(-1), trial, u.take(b))),
+            (jtj, torch.where(acc[:, None, None], jtj_new, u.take(jtj))),
+            (jtr, torch.where(acc.unsqueeze(-1), jtr_new, u.take(jtr))),
+            (half_ss, torch.where(acc, hs_new, hs_old)),
+            (lam, torch.where(acc, lam_u * gain, lam_u * nu_u)),
+            (nu, torch.where(acc, 2.0, nu_u * 2)),
+            (stalls, stalls_u),
+            (trials, trials_u),
+            (new_point, acc),
+            (status, torch.where(done, NO_PROGRESS, RUNNING)),
+        ]
+        for state, value in new:
+            u.put(state, value)
+
+
+def _spd_solve(a: torch.Tensor, b: torch.Tensor):
+    """(x, ok, y): x = a^-1 b for symmetric positive definite a (k, p, p), b (k, p), by
+    the Cholesky factorisation L L^T = a written out over the p columns (p^3 / 6
+    vector operations of length k: for small p several times faster than a LAPACK
+    call per matrix; torch.linalg for p > 6); y = L^-1 b; ok (k,) is False where a is
+    not numerically positive definite (x and y are then meaningless there)."""
+    k, p = b.shape
+    if p > 6:
+        chol, info = torch.linalg.cholesky_ex(a)
+        y = torch.linalg.solve_triangular(chol, b.unsqueeze(-1), upper=False)
+        x = torch.linalg.solve_triangular(chol.mT, y, upper=True)
+        return x.squeeze(-1), info == 0, y.squeeze(-1)
+    low = [[None] * p for _ in range(p)]  # low[i][j] = L[:, i, j], (k,)
+    ok = torch.ones(k, dtype=torch.bool, device=b.device)
+    for j in range(p):
+        s = a[:, j, j] - sum((low[j][m] * low[j][m] for m in range(j)), torch.zeros_like(b[:, 0]))
+        ok &= s > 0
+        low[j][j] = s.clamp(min=1e-300).sqrt()
+        for i in range(j + 1, p):
+            s = a[:, i, j] - sum((low[i][m] * low[j][m] for m in range(j)), torch.zeros_like(s))
+            low[i][j] = s / low[j][j]
+    y: list = []
+    for i in range(p):  # L y = b
+        y.append((b[:, i] - sum((low[i][m] * y[m] for m in range(i)), 0)) / low[i][i])
+    x: list = [None] * p
+    for i in reversed(range(p)):  # L^T x = y
+        x[i] = (y[i] - sum((low[m][i] * x[m] for m in range(i + 1, p)), 0)) / low[i][i]
+    return torch.stack(x, -1), ok, torch.stack(y, -1)
+
+
+def _largest_eigenvalue(a: torch.Tensor) -> torch.Tensor:
+    """The largest eigenvalue of each symmetric a (k, p, p): in closed form for p <= 3
+    (the trigonometric solution of the characteristic cubic, Smith 1961), else LAPACK."""
+    p = a.shape[-1]
+    if p == 1:
+        return a[:, 0, 0]
+    if p == 2:
+        mean, half = (a[:, 0, 0] + a[:, 1, 1]) / 2, (a[:, 0, 0] - a[:, 1, 1]) / 2
+        return mean + torch.sqrt(half * half + a[:, 0, 1] ** 2)
+    if p > 3:
+        return torch.linalg.eigvalsh(a)[:, -1]
+    q = torch.diagonal(a, dim1=-2, dim2=-1).sum(-1) / 3  # a = q I + s B, det(B) = 2 cos(3 phi)
+    off = a[:, 0, 1] ** 2 + a[:, 0, 2] ** 2 + a[:, 1, 2] ** 2
+    diag = a[:, 0, 0] - q, a[:, 1, 1] - q, a[:, 2, 2] - q
+    s = torch.sqrt((diag[0] ** 2 + diag[1] ** 2 + diag[2] ** 2 + 2 * off) / 6)
+    safe = torch.where(s > 0, s, 1.0)
+    b00, b11, b22 = (v / safe for v in diag)
+    b01, b02, b12 = a[:, 0, 1] / safe, a[:, 0, 2] / safe, a[:, 1, 2] / safe
+    det = (
+        b00 * (b11 * b22 - b12 * b12)
+        - b01 * (b01 * b22 - b12 * b02)
+        + b02 * (b01 * b12 - b11 * b02)
+    )
+    phi = torch.acos((det / 2).clamp(-1, 1)) / 3
+    return q + 2 * s * torch.cos(phi)  # s = 0: a multiple of I, every eigenvalue q
 
 
 def _offset_squared(data, idx, b, fresh, gram, ga, d):
     """|U^T r|^2 = g^T (A^T A)^-1 g, (kf,); by SVD of A where A^T A is singular (a
     rank-deficient point: r is projected on A's column space)."""
-    y, info = torch.linalg.solve_ex(gram, ga)
-    out = (ga * y).sum(-1)
-    singular = ((info != 0) | ~(out >= 0) | ~torch.isfinite(out)).nonzero().flatten()
+    _, ok, half = _spd_solve(gram, ga)  # |c|^2 = |L^-1 g|^2 with L L^T = A^T A
+    out = half.pow(2).sum(-1)
+    singular = (~ok | ~torch.isfinite(out)).nonzero().flatten()
     if len(singular):
         at = fresh[singular]
         r, cols = data.residuals_and_jacobian(idx[at], b[at])
@@ -330,8 +398,11 @@ def _standard_errors(jtj, rss, n, absolute_sigma):
     p = jtj.shape[-1]
     d = torch.diagonal(jtj, dim1=-2, dim2=-1).sqrt()  # (G, p) column norms
     d = torch.where(d == 0, torch.ones_like(d), d)
-    chol, info = torch.linalg.cholesky_ex(jtj / (d.unsqueeze(-1) * d.unsqueeze(-2)))
-    var = torch.diagonal(torch.cholesky_inverse(chol), dim1=-2, dim2=-1) / (d * d)
+    gram = jtj / (d.unsqueeze(-1) * d.unsqueeze(-2))
+    eye = torch.eye(p, dtype=jtj.dtype, device=jtj.device)
+    solved = [_spd_solve(gram, eye[j].expand(len(gram), p)) for j in range(p)]
+    var = torch.stack([x[:, j] for j, (x, _, _) in enumerate(solved)], -1) / (d * d)
+    info = (~solved[0][1]).long()  # not positive definite: rank deficient
     dof = n - p
     if not absolute_sigma:
         var = var * (rss / dof.clamp(min=1)).unsqueeze(-1)
