@@ -30,8 +30,12 @@ def decay(n: int = 40, seed: int = 3):
     g = torch.Generator().manual_seed(seed)
     x = torch.linspace(0, 5, n, dtype=torch.float64)
     y = 3 * torch.exp(-0.8 * x) + 0.4 + 0.05 * torch.randn(n, generator=g, dtype=torch.float64)
-    return x, y, "a*exp(-k*x)+c", {"a": 1.0, "k": 1.0, "c": 0.0}, (
-        lambda x, a, k, c: a * np.exp(-k * x) + c
+    return (
+        x,
+        y,
+        "a*exp(-k*x)+c",
+        {"a": 1.0, "k": 1.0, "c": 0.0},
+        (lambda x, a, k, c: a * np.exp(-k * x) + c),
     )
 
 
@@ -42,8 +46,12 @@ def gaussian_peak(n: int = 60, seed: int = 5):
     clean = 2.5 * torch.exp(-((x - 0.7) ** 2) / (2 * 1.3**2)) + 0.3
     y = clean + 0.1 * torch.randn(n, generator=g, dtype=torch.float64)
     start = {"amp": 1.0, "cen": 0.0, "wid": 1.0, "bg": 0.0}
-    return x, y, "amp*exp(-(x-cen)**2/(2*wid**2))+bg", start, (
-        lambda x, amp, cen, wid, bg: amp * np.exp(-((x - cen) ** 2) / (2 * wid**2)) + bg
+    return (
+        x,
+        y,
+        "amp*exp(-(x-cen)**2/(2*wid**2))+bg",
+        start,
+        (lambda x, amp, cen, wid, bg: amp * np.exp(-((x - cen) ** 2) / (2 * wid**2)) + bg),
     )
 
 

@@ -4,12 +4,12 @@ against lmfit computed in the test; the option parsers' refusals."""
 import math
 
 import pytest
-from fitting_problems import decay, lmfit_fit, misra1a, problem
 
 from descent.errors import ConfigError
 from descent.fitting.bounds import AT_BOUND_NOTE, parse_bounds
 from descent.fitting.fixed import parse_fixed
 from descent.fitting.solve import solve
+from fitting_problems import decay, lmfit_fit, misra1a, problem
 
 
 def test_active_upper_bound_matches_lmfit():

@@ -6,13 +6,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from fitting_problems import decay, gaussian_peak, lmfit_fit, misra1a, problem
 
 from descent.errors import ConfigError
 from descent.fitting.bands import bands
 from descent.fitting.distributions import ONE_SIGMA, TWO_SIGMA
 from descent.fitting.profile import profile_intervals
 from descent.fitting.solve import solve
+from fitting_problems import decay, gaussian_peak, lmfit_fit, misra1a, problem
 
 
 @pytest.mark.parametrize("case", [misra1a, decay, gaussian_peak], ids=lambda c: c.__name__)

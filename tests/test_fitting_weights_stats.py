@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from fitting_problems import decay, lmfit_fit, misra1a, problem
 from scipy import stats
 from scipy.optimize import curve_fit
 
@@ -14,6 +13,7 @@ from descent.errors import DataError
 from descent.fitting.solve import solve
 from descent.fitting.statistics import fit_statistics, t_intervals
 from descent.fitting.weights import check_sigma
+from fitting_problems import decay, lmfit_fit, misra1a, problem
 
 
 def weighted_decay():

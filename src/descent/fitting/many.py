@@ -105,9 +105,11 @@ def fit_many(
         sigma = check_sigma(sigma, "sigma", n_rows).to(y.device)
     n_groups = int(groups.max()) + 1
     b0 = torch.as_tensor(init, dtype=torch.float64, device=y.device)
-    b0 = b0.expand(n_groups, p).clone() if b0.dim() == 1 else b0.clone()
+    if b0.shape == (p,):
+        b0 = b0.expand(n_groups, p)
     if b0.shape != (n_groups, p):
         raise ConfigError(f"init must be ({p},) or ({n_groups}, {p}), got {tuple(b0.shape)}")
+    b0 = b0.clone()
     data = _Padded(f, x, y, groups, n_groups, sigma)
 
     status = torch.full((n_groups,), RUNNING, dtype=torch.int64, device=y.device)
