@@ -94,3 +94,20 @@ def test_bad_inputs_are_refused():
         fit_many(
             f, x, y, groups, START, names, sigma=torch.tensor([1.0, -1.0]).repeat(len(y))[: len(y)]
         )
+
+
+def test_small_linear_algebra_matches_torch_linalg():
+    from descent.fitting.small_linalg import largest_eigenvalue, spd_solve
+
+    g = torch.Generator().manual_seed(0)
+    for p in (1, 2, 3, 4, 7):
+        a = torch.randn(50, 9, p, generator=g, dtype=torch.float64)
+        spd = a.mT @ a  # (50, p, p)
+        rhs = torch.randn(50, p, generator=g, dtype=torch.float64)
+        x, ok, _ = spd_solve(spd, rhs)
+        assert bool(ok.all())
+        assert torch.allclose(x, torch.linalg.solve(spd, rhs), rtol=1e-9, atol=1e-12)
+        top = torch.linalg.eigvalsh(spd)[:, -1]
+        assert torch.allclose(largest_eigenvalue(spd), top, rtol=1e-12)
+    singular = torch.zeros(1, 2, 2, dtype=torch.float64)
+    assert not bool(spd_solve(singular, torch.ones(1, 2, dtype=torch.float64))[1][0])
