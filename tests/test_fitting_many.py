@@ -111,3 +111,12 @@ def test_small_linear_algebra_matches_torch_linalg():
         assert torch.allclose(largest_eigenvalue(spd), top, rtol=1e-12)
     singular = torch.zeros(1, 2, 2, dtype=torch.float64)
     assert not bool(spd_solve(singular, torch.ones(1, 2, dtype=torch.float64))[1][0])
+
+
+def test_a_rank_deficient_group_gets_nan_errors_and_the_others_are_unaffected():
+    x = torch.cat([torch.full((8,), 2.0), torch.linspace(0, 4, 10)]).double()  # group 0: one x
+    y = torch.cat([torch.linspace(1, 1.1, 8).double(), 2 * torch.exp(-x[8:]) + 0.1])
+    groups = torch.cat([torch.zeros(8), torch.ones(10)]).long()
+    res = fit_many(FORMULA.as_function(), x, y, groups, START, FORMULA.params)
+    assert torch.isnan(res.stderr[0]).all() and float(res.rss[0]) == pytest.approx(0.0085714, 1e-4)
+    assert torch.allclose(res.params[1], torch.tensor([2.0, 1.0, 0.1]).double(), rtol=1e-9)
