@@ -29,6 +29,7 @@ SCRIPTS = [
     "digits_vs_sklearn",
     "watch_overhead",
     "tables",
+    "many_curves",
 ]
 
 

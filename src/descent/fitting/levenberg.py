@@ -36,7 +36,9 @@ def require_finite(sum_sq: float, jt: torch.Tensor) -> None:
 
 
 class Residuals:
-    """r(b) = f(x, b) - y, and on demand J^T = (dr/db)^T, (p, n), at the last point."""
+    """r(b) = (f(x, b) - y) / sigma, and on demand J^T = (dr/db)^T, (p, n), at the last
+    point. `sigma` (n,) are the rows' standard uncertainties (None: all 1), so the sum
+    of squares is chi-square."""
 
     def __init__(
         self,
@@ -44,8 +46,9 @@ class Residuals:
         x: torch.Tensor,
         y: torch.Tensor,
         elementwise: bool = True,
+        sigma: torch.Tensor | None = None,
     ) -> None:
-        self.f, self.x, self.y, self.elementwise = f, x, y, elementwise
+        self.f, self.x, self.y, self.elementwise, self.sigma = f, x, y, elementwise, sigma
         self.evals = self.jac_evals = 0
 
     def __call__(self, b: torch.Tensor) -> torch.Tensor:
@@ -59,6 +62,8 @@ class Residuals:
             else:
                 self.b = b.detach().clone()
                 r = self.f(self.x, self.b) - self.y
+            if self.sigma is not None:
+                r = r / self.sigma
         self.r = r if r.shape == (n,) else torch.broadcast_to(r, (n,))
         return self.r.detach()
 
@@ -66,7 +71,8 @@ class Residuals:
         """(p, n): row i is dr/db_i at the point of the last call."""
         self.jac_evals += 1
         if not self.elementwise:
-            return torch.func.jacrev(lambda b: self.f(self.x, b) - self.y)(self.b).T
+            w = 1.0 if self.sigma is None else self.sigma
+            return torch.func.jacrev(lambda b: (self.f(self.x, b) - self.y) / w)(self.b).T
         if not self.r.requires_grad:  # the formula does not depend on any parameter
             return torch.zeros(len(self.rows), len(self.r), dtype=self.r.dtype)
         if getattr(self, "_ones", None) is None or self._ones.shape != self.r.shape:
@@ -127,6 +133,15 @@ class LevenbergMarquardt(torch.optim.Optimizer):
                      row, or `max_trials` trial steps in a row failed to lower it: the
                      attainable precision is reached (zero-residual data, for one).
 
+    `bounds` = (lower, upper), (p,) each (+-inf where open), keeps lower <= b <= upper
+    by a projected, active-set step: a parameter on a bound that the gradient
+    g = J^T r pushes outwards (b_i = lower_i with g_i > 0, or upper_i with g_i < 0) is
+    held this step; the others take the step above, computed from their own columns;
+    the trial point is clipped into the box, and rho uses the clipped step s:
+    predicted = -(r . J s) - |J s|^2 / 2. The relative offset is then measured over
+    the free columns, so "converged" means the Karush-Kuhn-Tucker conditions hold.
+    A parameter ends exactly on its bound. The start must lie inside the box.
+
     `lr` is accepted for a uniform interface and not used. It is trained by
     fitting/learner.py's JacobianLearner, whose steps 2-4 read the residuals this
     optimizer evaluates (`jacobian_based`).
@@ -143,12 +158,14 @@ class LevenbergMarquardt(torch.optim.Optimizer):
         tau: float = 1e-4,
         shrink: float = 1 / 30,
         max_trials: int = 12,
+        bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         defaults = {"lr": lr, "tol": tol, "tau": tau, "shrink": shrink, "max_trials": max_trials}
         super().__init__(params, defaults)
         if len(self.param_groups) != 1 or len(self.param_groups[0]["params"]) != 1:
             raise ValueError("LevenbergMarquardt takes one parameter vector")
         self.residuals = residuals
+        self.bounds = None if bounds is None else tuple(t.numpy() for t in bounds)
         self.status: str | None = None
         self.decomposition = None  # (D, S, Vh, U^T r) at the last Jacobian
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None  # r, J^T at the params
@@ -167,7 +184,8 @@ class LevenbergMarquardt(torch.optim.Optimizer):
         """(f(x, b), mean squared residual) at the current parameters, from the
         residuals the next step uses: the Learner's predict and loss for this solver."""
         r, _ = self._residuals_and_jacobian()
-        return r + self.residuals.y, (r @ r) / len(r)
+        sigma = self.residuals.sigma
+        return (r if sigma is None else r * sigma) + self.residuals.y, (r @ r) / len(r)
 
     def residuals_and_jacobian_at(self, b: torch.Tensor):
         """The cached (r, J^T) when they belong to parameters `b`, else None."""
@@ -184,20 +202,32 @@ class LevenbergMarquardt(torch.optim.Optimizer):
         f = 0.5 * float(r @ r)
         require_finite(f, jt)
         old_d = st.get("D")
-        big_d, s, vh, c = decompose(jt, r, None if old_d is None else old_d.numpy())
+        b0 = b.detach().numpy().copy()
+        free = None if self.bounds is None else free_columns(b0, jt, r, *self.bounds)
+        if free is None:
+            big_d, s, vh, c = decompose(jt, r, None if old_d is None else old_d.numpy())
+            st["D"] = torch.from_numpy(big_d)
+        else:  # the running D over all columns; the step from the free ones
+            norms = torch.linalg.vector_norm(jt, dim=1).numpy()
+            st["D"] = torch.from_numpy(_scaling(norms, None if old_d is None else old_d.numpy()))
+            if len(free) == 0:  # every parameter held on a bound: a constrained optimum
+                self.status = "converged"
+                return f
+            big_d, s, vh, c = decompose(jt[torch.from_numpy(free)], r, st["D"].numpy()[free])
         self.decomposition = (big_d, s, vh, c)
-        st["D"] = torch.from_numpy(big_d)
         self.status = None
         if math.sqrt(c @ c) <= g["tol"] * math.sqrt(2 * f / max(n - p, 1)):
             self.status = "converged"
             return f
         if "lam" not in st:
             st["lam"], st["nu"], st["stalls"] = g["tau"] * float(s[0]) ** 2, 2.0, 0
-        c2, s2, b0 = c * c, s * s, b.detach().numpy().copy()
+        c2, s2 = c * c, s * s
         for _ in range(g["max_trials"]):
             lam = st["lam"]
             delta = -(vh.T @ (s / (s2 + lam) * c)) / big_d
             predicted = 0.5 * float(c2 @ (1 - (lam / (s2 + lam)) ** 2))
+            if free is not None:
+                delta, predicted = projected_step(b0, delta, free, jt, r, *self.bounds)
             b.copy_(torch.from_numpy(b0 + delta))
             r_new = self.residuals(b)
             f_new = 0.5 * float(r_new @ r_new)
@@ -236,6 +266,35 @@ class LevenbergMarquardt(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
         self._cache = None  # recomputed (bit for bit) from the parameters
+
+
+def free_columns(
+    b: np.ndarray, jt: torch.Tensor, r: torch.Tensor, lower: np.ndarray, upper: np.ndarray
+) -> np.ndarray:
+    """Indices of the parameters a bounded step may move: all but those on a bound
+    that the gradient g = J^T r of |r|^2 / 2 pushes outwards."""
+    grad = (jt @ r).numpy()  # (p, n) @ (n,) -> (p,)
+    held = ((b <= lower) & (grad > 0)) | ((b >= upper) & (grad < 0))
+    return np.flatnonzero(~held)
+
+
+def projected_step(
+    b0: np.ndarray,
+    delta_free: np.ndarray,
+    free: np.ndarray,
+    jt: torch.Tensor,
+    r: torch.Tensor,
+    lower: np.ndarray,
+    upper: np.ndarray,
+) -> tuple[np.ndarray, float]:
+    """(s, predicted decrease): the step of the free parameters clipped into the box,
+    s = clip(b0 + delta, lower, upper) - b0, and the decrease of |r|^2 / 2 that the
+    linear model predicts for it, -(r . J s) - |J s|^2 / 2."""
+    delta = np.zeros_like(b0)
+    delta[free] = delta_free
+    step = np.clip(b0 + delta, lower, upper) - b0
+    js = torch.from_numpy(step).to(jt.dtype) @ jt  # (p,) @ (p, n) -> (n,)
+    return step, float(-(r @ js) - 0.5 * (js @ js))
 
 
 def standard_errors(jt: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
