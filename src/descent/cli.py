@@ -84,7 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_optim_options(train, "adam", "3e-3")
     _add_schedule_option(train)
     train.add_argument("--batch-size", type=int, help="default: 128")
-    train.add_argument("--epochs", type=int, help="the most epochs to train (default: 30)")
+    train.add_argument(
+        "--epochs",
+        type=int,
+        help="the most epochs to train (default: 300 with early stopping, else 30)",
+    )
     train.add_argument("--steps", type=int, help="train for this many steps instead of --epochs")
     train.add_argument(
         "--patience",
@@ -103,7 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
         dest="deskew",
         action="store_false",
         default=None,
-        help="train on raw pixels (default: digits are deskewed)",
+        help="train on raw pixels (default: deskew if it helps a linear fit on the "
+        "validation images)",
+    )
+    train.add_argument(
+        "--deskew", dest="deskew", action="store_true", default=None, help="always deskew"
     )
     train.add_argument(
         "--init-std", type=float, help="initial weights ~ N(0, init_std) (default: 0)"

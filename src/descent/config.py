@@ -63,7 +63,13 @@ class TrainConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     batch_size: int = 128
-    epochs: int = 30
+    # The most epochs. None: 300 when early stopping is on, 30 when it is off. Early
+    # stopping on valid_loss ends a linear run long before 300 on most data (the bundled
+    # sample after 25-35 epochs), but on small sets a linear model needs the steps:
+    # scikit-learn's 8x8 digits (12 batches an epoch) settle after ~260 epochs, and at
+    # 30 they were 3 points below LogisticRegression (bench/defaults_vs_logreg.py).
+    # Without early stopping (--patience 0, one-cycle, cosine) the budget is the run.
+    epochs: int | None = None
     # Train for this many optimizer steps instead (epochs = ceil(steps / batches)).
     steps: int | None = None
     # Early stopping on valid_loss, restoring the best epoch; 0 turns it off. None: 5,
@@ -72,9 +78,13 @@ class TrainConfig:
     patience: int | None = None
     valid_pct: float = 0.2  # used only when the source has no validation set
     seed: int = 0  # the split, the initial weights and the batch order
-    # Straighten each digit (centre of mass to the centre, principal axis vertical)
-    # before training and prediction: +3-4 points for the linear model.
-    deskew: bool = True
+    # Straighten each image (centre of mass to the centre, principal axis vertical)
+    # before training and prediction: +2-40 points for the linear model on every digits
+    # set tried, but it erases slant and position where they are the label. "auto"
+    # decides on the validation images (data/deskew_choice.py); config.json then holds
+    # the decision and `deskew_found` says why. True / False force it.
+    deskew: bool | str = "auto"
+    deskew_found: str | None = None
     # Initial weights ~ N(0, init_std); 0 starts the linear model from zeros.
     init_std: float = 0.0
     out: str | None = None  # None: runs/train-<time>
@@ -90,6 +100,11 @@ class TrainConfig:
         if self.patience is not None:
             return self.patience
         return 0 if self.schedule in ("one-cycle", "cosine") else 5
+
+    def max_epochs(self) -> int:
+        if self.epochs is not None:
+            return self.epochs
+        return 300 if self.early_stopping_patience() > 0 else 30
 
     def to_dict(self) -> dict:
         return {"command": "train", **asdict(self)}
@@ -190,6 +205,8 @@ def check_options(cfg: TrainConfig | FitConfig) -> None:
             off = " (0 = off)" if name == "patience" else ""
             flag = "--" + name.replace("_", "-")
             raise ConfigError(f"{flag} must be at least {low}{off}, got {value!r}")
+    if getattr(cfg, "deskew", True) not in (True, False, "auto"):
+        raise ConfigError(f"deskew must be true, false or auto, got {cfg.deskew!r}")
     if not 0.0 <= cfg.valid_pct < 1.0:
         raise ConfigError(
             f"--valid-pct must be in [0, 1) (0.2 holds out a fifth of the rows), "
