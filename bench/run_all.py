@@ -27,6 +27,7 @@ SCRIPTS = [
     "memory",
     "lr_sweep",
     "digits_vs_sklearn",
+    "defaults_vs_logreg",
 ]
 
 
