@@ -11,6 +11,7 @@ import json
 import math
 import os
 import tempfile
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +208,8 @@ def model_description(model: torch.nn.Module) -> dict:
         "kind": model.kind,
         "args": model.config(),
         "tensors": {k: list(v.shape) for k, v in model.state_dict().items()},
-        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        # the first parameter's dtype (a model without parameters: its first buffer's)
+        "dtype": str(next(chain(model.parameters(), model.buffers())).dtype).removeprefix("torch."),
     }
 
 
