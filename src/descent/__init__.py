@@ -26,6 +26,8 @@ _EXPORTS = {
     "CancelFit": "descent.events",
     "CurveFit": "descent.fit",
     "fit_curve": "descent.fit",
+    "Gradient": "descent.gradients",
+    "grad": "descent.gradients",
     "History": "descent.history",
     "FitResult": "descent.learner",
     "Learner": "descent.learner",
@@ -40,6 +42,7 @@ _EXPORTS = {
     "RMSE": "descent.metrics",
     "Accuracy": "descent.metrics",
     "MLP": "descent.models",
+    "MeanImageClassifier": "descent.models",
     "PixelClassifier": "descent.models",
     "FormulaModel": "descent.models.formula",
     "FunctionModel": "descent.models.function",
@@ -74,11 +77,13 @@ __all__ = [
     "FormulaError",
     "FormulaModel",
     "FunctionModel",
+    "Gradient",
     "History",
     "InterruptHandler",
     "LRFindResult",
     "Learner",
     "MLP",
+    "MeanImageClassifier",
     "PixelClassifier",
     "ProgressDisplay",
     "R2",
@@ -91,6 +96,7 @@ __all__ = [
     "bce",
     "cross_entropy",
     "fit_curve",
+    "grad",
     "lr_find",
     "lr_sweep",
     "mae",
@@ -119,12 +125,13 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from descent.errors import CheckpointError, ConfigError, DataError, DescentError, FormulaError
     from descent.events import Callback, CancelEpoch, CancelFit
     from descent.fit import CurveFit, fit_curve
+    from descent.gradients import Gradient, grad
     from descent.history import History
     from descent.learner import FitResult, Learner
     from descent.losses import bce, cross_entropy, mae, mnist_loss, mse
     from descent.lr_find import LRFindResult, lr_find
     from descent.metrics import R2, RMSE, Accuracy
-    from descent.models import MLP, PixelClassifier
+    from descent.models import MLP, MeanImageClassifier, PixelClassifier
     from descent.models.formula import FormulaModel
     from descent.models.function import FunctionModel
     from descent.progress import ProgressDisplay
