@@ -273,9 +273,9 @@ def _restore(learner, saved: dict) -> None:
 
 def plot_lr_find(result: LRFindResult, title: str = "learning-rate finder"):
     """Loss against learning rate (log axis), the suggestions marked."""
-    from matplotlib.figure import Figure
+    from descent.inline_figure import new_figure
 
-    fig = Figure(figsize=(6, 3.6), layout="constrained")
+    fig = new_figure(6, 3.6)
     ax = fig.add_subplot()
     ax.plot(result.lrs, result.losses, color="0.75", lw=0.8, label="loss")
     ax.plot(result.lrs, result.smoothed, color="tab:blue", label="smoothed")

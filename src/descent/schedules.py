@@ -175,9 +175,9 @@ class Schedule(Callback):
 
 def plot_schedule(lrs: list[float], momenta: list[float] = (), title: str = "schedule"):
     """The learning rate (and momentum, on a second axis) at every step."""
-    from matplotlib.figure import Figure
+    from descent.inline_figure import new_figure
 
-    fig = Figure(figsize=(6, 3.2), layout="constrained")
+    fig = new_figure(6, 3.2)
     ax = fig.add_subplot()
     ax.plot(range(1, len(lrs) + 1), lrs, color="tab:blue")
     ax.set_xlabel("step")

@@ -352,9 +352,10 @@ def plot_sweep(result: SweepResult) -> Figure:
     """The K loss curves (valid_loss, or train_loss) per epoch on a log axis; the best
     rate drawn thick, diverged ones dashed with an x at their last finite value."""
     import matplotlib as mpl
-    from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 4), layout="constrained")
+    from descent.inline_figure import new_figure
+
+    fig = new_figure(7, 4)
     ax = fig.add_subplot()
     cmap = mpl.colormaps["viridis"]
     best = result.best_index
