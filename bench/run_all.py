@@ -30,6 +30,7 @@ SCRIPTS = [
     "watch_overhead",
     "tables",
     "many_curves",
+    "defaults_vs_logreg",
 ]
 
 

@@ -26,6 +26,8 @@ _EXPORTS = {
     "CancelFit": "descent.core.events",
     "CurveFit": "descent.fitting.curve",
     "fit_curve": "descent.fitting.curve",
+    "Gradient": "descent.core.gradients",
+    "grad": "descent.core.gradients",
     "History": "descent.core.history",
     "FitResult": "descent.core.result",
     "Learner": "descent.core.learner",
@@ -40,6 +42,7 @@ _EXPORTS = {
     "RMSE": "descent.core.metrics",
     "Accuracy": "descent.core.metrics",
     "MLP": "descent.models",
+    "MeanImageClassifier": "descent.models",
     "PixelClassifier": "descent.models",
     "FormulaModel": "descent.models.formula",
     "FunctionModel": "descent.models.function",
@@ -79,11 +82,13 @@ __all__ = [
     "FormulaError",
     "FormulaModel",
     "FunctionModel",
+    "Gradient",
     "History",
     "InterruptHandler",
     "LRFindResult",
     "Learner",
     "MLP",
+    "MeanImageClassifier",
     "PixelClassifier",
     "ProgressDisplay",
     "R2",
@@ -99,6 +104,7 @@ __all__ = [
     "cross_entropy",
     "explain",
     "fit_curve",
+    "grad",
     "lr_find",
     "lr_sweep",
     "mae",
@@ -128,6 +134,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from descent.callbacks.snapshots import PredictionSnapshots
     from descent.callbacks.stopping import Converged, EarlyStopping, TargetLoss, TimeBudget
     from descent.core.events import Callback, CancelEpoch, CancelFit, StopReason
+    from descent.core.gradients import Gradient, grad
     from descent.core.guards import DivergenceGuard, InterruptHandler
     from descent.core.history import History
     from descent.core.learner import Learner
@@ -138,7 +145,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from descent.data.batches import Batches, random_split
     from descent.errors import CheckpointError, ConfigError, DataError, DescentError, FormulaError
     from descent.fitting.curve import CurveFit, fit_curve
-    from descent.models import MLP, PixelClassifier
+    from descent.models import MLP, MeanImageClassifier, PixelClassifier
     from descent.models.formula import FormulaModel
     from descent.models.function import FunctionModel
     from descent.report.explain import explain

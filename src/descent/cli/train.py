@@ -54,7 +54,8 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     train.add_argument(
         "--epochs",
         type=int,
-        help=f"the most epochs to train (default: {default(TrainConfig, 'epochs')})",
+        help=f"the most epochs to train (default: {TrainConfig.EPOCHS_EARLY_STOPPING} with "
+        f"early stopping, else {TrainConfig.EPOCHS_NO_EARLY_STOPPING})",
     )
     train.add_argument("--steps", type=int, help="train for this many steps instead of --epochs")
     train.add_argument(
@@ -79,7 +80,11 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         dest="deskew",
         action="store_false",
         default=None,
-        help="train on raw pixels (default: digits are deskewed)",
+        help="train on raw pixels (default: deskew if it helps a linear fit on the "
+        "validation images)",
+    )
+    train.add_argument(
+        "--deskew", dest="deskew", action="store_true", default=None, help="always deskew"
     )
     train.add_argument(
         "--init-std",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import ClassVar
 
+from descent.errors import ConfigError
 from descent.options import (
     AT_LEAST,
     check_at_least,
@@ -71,7 +72,15 @@ class TrainConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     batch_size: int = 128
-    epochs: int = 30
+    # The most epochs. None: 300 when early stopping is on, 30 when it is off. Early
+    # stopping on valid_loss ends a linear run long before 300 on most data (the bundled
+    # sample after 25-35 epochs), but on small sets a linear model needs the steps:
+    # scikit-learn's 8x8 digits (12 batches an epoch) settle after ~260 epochs, and at
+    # 30 they were 3 points below LogisticRegression (bench/defaults_vs_logreg.py).
+    # Without early stopping (--patience 0, one-cycle, cosine) the budget is the run.
+    epochs: int | None = None
+    EPOCHS_EARLY_STOPPING: ClassVar[int] = 300
+    EPOCHS_NO_EARLY_STOPPING: ClassVar[int] = 30
     # Train for this many optimizer steps instead (epochs = ceil(steps / batches)).
     steps: int | None = None
     # Early stopping on valid_loss, restoring the best epoch; 0 turns it off. None: 5,
@@ -81,9 +90,13 @@ class TrainConfig:
     DEFAULT_PATIENCE: ClassVar[int] = 5
     valid_pct: float = 0.2  # used only when the source has no validation set
     seed: int = 0  # the split, the initial weights and the batch order
-    # Straighten each digit (centre of mass to the centre, principal axis vertical)
-    # before training and prediction: +3-4 points for the linear model.
-    deskew: bool = True
+    # Straighten each image (centre of mass to the centre, principal axis vertical)
+    # before training and prediction: +2-40 points for the linear model on every digits
+    # set tried, but it erases slant and position where they are the label. "auto"
+    # decides on the validation images (data/deskew_choice.py); config.json then holds
+    # the decision and `deskew_found` says why. True / False force it.
+    deskew: bool | str = "auto"
+    deskew_found: str | None = None
     # Initial weights ~ N(0, init_std); 0 starts the linear model from zeros.
     init_std: float = 0.0
     out: str | None = None  # None: runs/train-<time>
@@ -99,6 +112,13 @@ class TrainConfig:
         if self.patience is not None:
             return self.patience
         return 0 if self.schedule in ("one-cycle", "cosine") else self.DEFAULT_PATIENCE
+
+    def max_epochs(self) -> int:
+        if self.epochs is not None:
+            return self.epochs
+        if self.early_stopping_patience() > 0:
+            return self.EPOCHS_EARLY_STOPPING
+        return self.EPOCHS_NO_EARLY_STOPPING
 
     def to_dict(self) -> dict:
         return {"command": "train", **asdict(self)}
@@ -192,3 +212,5 @@ def check_options(cfg: TrainConfig | FitConfig) -> None:
         check_fit_options(cfg.optimizer, cfg.lr, cfg.momentum, cfg.schedule)
     else:
         check_momentum(cfg.optimizer, cfg.momentum)
+        if cfg.deskew not in (True, False, "auto"):
+            raise ConfigError(f"deskew must be true, false or auto, got {cfg.deskew!r}")

@@ -27,6 +27,7 @@ from descent.core.metrics import (
 from descent.core.progress import ProgressDisplay
 from descent.core.result import FitResult
 from descent.data.batches import Batches
+from descent.data.deskew_choice import choose_deskew
 from descent.data.images import ImageData, load_images
 from descent.data.preprocess import Preprocess
 from descent.errors import ConfigError
@@ -102,18 +103,25 @@ class TrainData:
     train_x: torch.Tensor  # preprocessed uint8 images
     valid_x: torch.Tensor
     n_outputs: int
+    deskew_found: str | None = None  # why, when cfg.deskew was "auto"
 
 
 def prepare_data(cfg: TrainConfig) -> TrainData:
     data = load_images(cfg.source, classes=cfg.classes, valid_pct=cfg.valid_pct, seed=cfg.seed)
     loss = choose_loss(cfg, len(data.labels))
     n_outputs = 1 if loss in ONE_OUTPUT_LOSSES else len(data.labels)
-    pre = Preprocess(size=data.size, deskew=cfg.deskew)
+    found, straighten = None, cfg.deskew
+    if cfg.deskew == "auto":
+        choice = choose_deskew(
+            data.train_x, data.train_y, data.valid_x, data.valid_y, seed=cfg.seed
+        )
+        found, straighten = choice.describe(), choice.deskew
+    pre = Preprocess(size=data.size, deskew=bool(straighten))
     train_x = pre.apply(data.train_x)
     # Only the processed training images are kept (the raw validation images stay, for
     # the plot of mistakes): one uint8 copy of the data set in memory, not two.
     data.train_x = train_x
-    return TrainData(data, pre, loss, train_x, pre.apply(data.valid_x), n_outputs)
+    return TrainData(data, pre, loss, train_x, pre.apply(data.valid_x), n_outputs, found)
 
 
 def make_learner(
@@ -138,7 +146,7 @@ def make_learner(
 
 def epochs_for(cfg: TrainConfig, batches_per_epoch: int) -> int:
     if cfg.steps is None:
-        return cfg.epochs
+        return cfg.max_epochs()
     return -(-cfg.steps // batches_per_epoch)
 
 
@@ -159,6 +167,9 @@ def train_command(
     check_options(cfg)  # before any file is read or written
     td = prepare_data(cfg)
     data, labels, (h, w) = td.data, td.data.labels, td.data.size
+    # config.json holds what was decided, not "auto" or None
+    cfg = replace(cfg, deskew=td.pre.deskew, deskew_found=td.deskew_found or cfg.deskew_found)
+    cfg = replace(cfg, epochs=cfg.max_epochs())
     found = None
     if cfg.lr == "auto":
         found = lr_find(make_learner(cfg, td, 1e-3))
@@ -171,6 +182,8 @@ def train_command(
         f"{len(td.valid_x)} validation images ({data.split}), {h}x{w}, "
         f"classes {', '.join(labels)}"
     )
+    if td.deskew_found:
+        say(f"deskew auto: {td.deskew_found}")
     if found is not None:
         save_figure(plot_lr_find(found), run.plots / "lr_find.png")
         say(f"--lr auto: {found.describe()}; plot {run.plots / 'lr_find.png'}")

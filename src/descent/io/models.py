@@ -6,6 +6,7 @@ models.MODEL_KINDS and its constructor arguments, and the tensors are safetensor
 
 from __future__ import annotations
 
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,8 @@ def model_description(model: torch.nn.Module) -> dict:
         "kind": model.kind,
         "args": model.config(),
         "tensors": {k: list(v.shape) for k, v in model.state_dict().items()},
-        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        # the first parameter's dtype (a model without parameters: its first buffer's)
+        "dtype": str(next(chain(model.parameters(), model.buffers())).dtype).removeprefix("torch."),
     }
 
 

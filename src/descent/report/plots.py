@@ -1,8 +1,8 @@
 """Figures with matplotlib, imported lazily (`import descent` stays light).
 
-Every function returns a matplotlib Figure (not pyplot state), so it shows
-inline when it is the last value of a notebook cell, and `save_figure` writes it
-atomically for the run directory.
+Every function returns a matplotlib Figure (not pyplot state) that shows inline
+when it is the last value of a notebook cell, with no `%matplotlib` line
+(inline_figure.py), and `save_figure` writes it atomically for the run directory.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 
 
 def _figure(width: float, height: float) -> Figure:
-    from matplotlib.figure import Figure
+    from descent.report.figure import new_figure  # imports matplotlib
 
-    return Figure(figsize=(width, height), layout="constrained")
+    return new_figure(width, height)
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
