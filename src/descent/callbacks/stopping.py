@@ -14,7 +14,7 @@ import torch
 
 from descent.core.events import Callback, CancelFit, StopReason
 from descent.errors import ConfigError
-from descent.options import check_at_least
+from descent.options import check_bounds
 
 _MAXIMISE = ("accuracy", "r2")
 
@@ -59,7 +59,7 @@ class EarlyStopping(Callback):
             raise ConfigError(f"early stopping mode must be min, max or auto, got {mode!r}")
         if patience < 1:
             raise ConfigError(f"--patience must be at least 1, got {patience}")
-        check_at_least("min_delta", min_delta)
+        check_bounds("min_delta", min_delta)
         self.monitor, self.mode, self.patience = monitor, mode, patience
         self.min_delta, self.restore_best = min_delta, restore_best
         self.best = math.nan

@@ -99,8 +99,22 @@ def parse_init(text: str) -> dict[str, float]:
     return values
 
 
-def exit_status(result) -> ExitStatus:
-    """SUCCESS, or SIGINT / SIGTERM when a signal interrupted the fit (FitResult)."""
-    if result.stopped == StopReason.INTERRUPTED:
-        return ExitStatus.SIGTERM if result.signal == "SIGTERM" else ExitStatus.SIGINT
-    return ExitStatus.SUCCESS
+def exit_status(result, finish_signal: str | None = None) -> ExitStatus:
+    """SUCCESS, or SIGINT / SIGTERM when a signal interrupted the fit (FitResult) or,
+    after it, the writing of the run's files (`finish_signal`)."""
+    signal = result.signal if result.stopped == StopReason.INTERRUPTED else finish_signal
+    if signal is None:
+        return ExitStatus.SUCCESS
+    return ExitStatus.SIGTERM if signal == "SIGTERM" else ExitStatus.SIGINT
+
+
+def add_output_options(p: argparse.ArgumentParser, command: str, json: bool = True) -> None:
+    """--out (a new or empty folder), --overwrite and, if `json`, --json."""
+    p.add_argument("--out", help=f"run directory, new or empty (default: runs/{command}-<time>)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a previous descent run in --out (its files only; never other files)",
+    )
+    if json:
+        p.add_argument("--json", help="also write the summary to this JSON file")

@@ -15,7 +15,8 @@ from typing import ClassVar
 from descent.errors import ConfigError
 from descent.options import (
     AT_LEAST,
-    check_at_least,
+    AT_MOST,
+    check_bounds,
     check_fit_options,
     check_lr,
     check_momentum,
@@ -201,10 +202,10 @@ def check_options(cfg: TrainConfig | FitConfig) -> None:
     bad option leaves no run folder behind. Each message names the option."""
     if cfg.lr is not None:
         check_lr(cfg.lr, auto=True)
-    for name in AT_LEAST:
+    for name in AT_LEAST.keys() | AT_MOST.keys():
         value = getattr(cfg, name, None)
         if value is not None:
-            check_at_least(name, value)
+            check_bounds(name, value)
     check_valid_pct(cfg.valid_pct)
     parse_every(cfg.checkpoint_every)
     check_schedule(cfg.schedule)

@@ -222,7 +222,7 @@ def schedule_plots(learner, run) -> list:
     for cb in learner.callbacks:
         if isinstance(cb, Schedule) and cb.lrs:
             fig = plot_schedule(cb.lrs, cb.momenta, title=f"{cb.kind} schedule")
-            return [save_figure(fig, run.plots / "schedule.png")]
+            return [save_figure(fig, run.plot("schedule.png"))]
     return []
 
 
