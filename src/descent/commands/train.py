@@ -372,4 +372,7 @@ def _mistakes_figure(scores, targets, images, labels, n: int = 12):
         f"({float(probs[i, pred[i]]):.2f})"
         for i in order
     ]
-    return plot_image_grid(images[order], titles, "validation images it got most wrong")
+    what = {0: "no validation image was wrong", 1: "the validation image it got wrong"}
+    return plot_image_grid(
+        images[order], titles, what.get(len(order), "validation images it got most wrong")
+    )

@@ -186,11 +186,13 @@ def plot_confusion(confusion: torch.Tensor, labels: Sequence[str]) -> Figure:
 
 
 def plot_image_grid(images: torch.Tensor, titles: Sequence[str], suptitle: str = "") -> Figure:
-    """Greyscale uint8 images (n, h, w) in a grid with a title each."""
+    """Greyscale uint8 images (n, h, w) in a grid with a title each; the figure is wide
+    enough for `suptitle` whatever n is (one image is a narrow column)."""
     n = len(images)
     cols = min(max(n, 1), 6)
     rows = max(-(-n // cols), 1)
-    fig = _figure(1.9 * cols, 2.1 * rows)
+    # ~0.11 in per character of a 12 pt title, plus margins
+    fig = _figure(max(1.9 * cols, 0.11 * len(suptitle) + 0.5), 2.1 * rows)
     axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
