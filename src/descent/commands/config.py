@@ -16,7 +16,11 @@ from descent.errors import ConfigError
 from descent.options import (
     AT_LEAST,
     AT_MOST,
+    CLASSIFIER_LOSSES,
+    IMAGE_MODELS,
+    OPTIMIZERS,
     check_bounds,
+    check_choice,
     check_fit_options,
     check_lr,
     check_momentum,
@@ -212,6 +216,9 @@ def check_options(cfg: TrainConfig | FitConfig) -> None:
     if isinstance(cfg, FitConfig):
         check_fit_options(cfg.optimizer, cfg.lr, cfg.momentum, cfg.schedule)
     else:
+        check_choice("--model", cfg.model, IMAGE_MODELS)
+        check_choice("--loss", cfg.loss, CLASSIFIER_LOSSES)
+        check_choice("--optimizer", cfg.optimizer, OPTIMIZERS)
         check_momentum(cfg.optimizer, cfg.momentum)
         if cfg.deskew not in (True, False, "auto"):
             raise ConfigError(f"deskew must be true, false or auto, got {cfg.deskew!r}")

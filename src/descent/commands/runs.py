@@ -92,7 +92,7 @@ def start_run(
     else:
         run, data = continuation.run, continuation.data
     try:
-        cfg = replace(cfg, out=str(run))  # config.json names its own folder, for resume
+        cfg = replace(cfg, out=str(run.path.absolute()))  # config.json names its own folder
         data = data or fingerprint(source)
         if data.manifest is not None:
             write_json(run.file(".descent/data.json"), data.manifest)

@@ -98,6 +98,12 @@ def choose_loss(cfg: TrainConfig, k: int) -> str:
 def make_model(cfg: TrainConfig, n_pixels: int, n_outputs: int) -> torch.nn.Module:
     """The model of cfg for images of n_pixels and n_outputs scores, refused before it
     is allocated when it would not fit in memory while it trains."""
+    return _model_builder(cfg, n_pixels, n_outputs)()
+
+
+def _model_builder(cfg: TrainConfig, n_pixels: int, n_outputs: int):
+    """A function that builds cfg's model, once its memory is known to fit (ConfigError,
+    with the figures and the option to change, if not)."""
     check_choice("--model", cfg.model, IMAGE_MODELS)
 
     def build() -> torch.nn.Module:
@@ -112,7 +118,7 @@ def make_model(cfg: TrainConfig, n_pixels: int, n_outputs: int) -> torch.nn.Modu
         f"(its parameters, gradients, optimizer state and copies, x{TRAINING_COPIES})",
         "use a smaller --hidden" if cfg.model == "mlp" else "use smaller images or fewer --classes",
     )
-    return build()
+    return build
 
 
 @dataclass
@@ -195,6 +201,7 @@ def train_command(
     cfg = with_absolute_paths(cfg)
     td = prepare_data(cfg)
     data, labels, (h, w) = td.data, td.data.labels, td.data.size
+    _model_builder(cfg, h * w, td.n_outputs)  # its memory, before the run folder is made
     # config.json holds what was decided, not "auto" or None
     cfg = replace(cfg, deskew=td.pre.deskew, deskew_found=td.deskew_found or cfg.deskew_found)
     cfg = replace(cfg, epochs=cfg.max_epochs())

@@ -90,7 +90,7 @@ def check_field_bounds(values: dict, path: Path, prefix: str = "") -> None:
             try:
                 check_bounds(name, values[name])
             except ConfigError as e:
-                raise CheckpointError(f"{path}: field {prefix}{name!r}: {e}") from None
+                raise CheckpointError(f"{path}: field '{prefix}{name}': {e}") from None
 
 
 def check_model_args(cls: type, args: object, path: Path) -> dict:
