@@ -216,12 +216,20 @@ def test_overwrite_removes_nested_runs_and_half_written_files(tmp_path):
             inner.plot("loss.png").parent.mkdir(parents=True)
             inner.plot("loss.png").write_bytes(b"png")
             (inner.checkpoints).mkdir()
-            (inner_path / "checkpoints" / "ckpt-e000001-b000000.json").write_text("{}")
+            ckpt = inner_path / "checkpoints" / "ckpt-e000001-b000000.json"
+            ckpt.write_text(json.dumps({"meta": {"run_id": inner.run_id}}))
+            (inner_path / "checkpoints" / "ckpt-e000002-b000000.json").write_text("{}")
     (out / "digits" / "mine.txt").write_text("mine")
     with RunDir.create(out, "demo", overwrite=True):
         pass
     left = sorted(str(p.relative_to(out)) for p in out.rglob("*") if ".descent" not in p.parts)
-    assert left == ["digits", "digits/mine.txt"]
+    # the checkpoint JSON of no run (not the inner run's) stays: nothing says it is its
+    assert left == [
+        "digits",
+        "digits/checkpoints",
+        "digits/checkpoints/ckpt-e000002-b000000.json",
+        "digits/mine.txt",
+    ]
 
 
 def test_a_damaged_run_record_is_refused_not_followed(tmp_path):

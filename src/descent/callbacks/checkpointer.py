@@ -80,7 +80,11 @@ class Checkpointer(Callback):
         return {"best": list(self.best) if self.best else None}
 
     def load_state_dict(self, state: dict) -> None:
-        self.best = tuple(state["best"]) if state.get("best") else None
+        best = state["best"]
+        if not (best is None or isinstance(best, list) and len(best) == 2
+                and isinstance(best[0], (int, float)) and isinstance(best[1], str)):  # fmt: skip
+            raise TypeError("best must be null or [value, checkpoint name]")
+        self.best = (float(best[0]), best[1]) if best else None
 
     def note(self, run_dir: object, message: str) -> str:
         """What to print after an interrupt: where the checkpoint is, how to resume."""

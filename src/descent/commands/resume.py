@@ -40,7 +40,7 @@ def read_run_config(run_dir: Path) -> tuple[TrainConfig | FitConfig, str, dict]:
     options.py (check_options), with messages naming the file and the field."""
     path = run_dir / "config.json"
     raw = read_json(path, "run configuration", max_bytes=16 * 2**20)
-    if not isinstance(raw, dict) or raw.get("command") not in RUN_CONFIGS:
+    if not isinstance(raw, dict) or str(raw.get("command")) not in RUN_CONFIGS:
         command = raw.get("command") if isinstance(raw, dict) else None
         raise CheckpointError(
             f"{path}: not the configuration of a train or fit run (field 'command' is "
@@ -51,7 +51,8 @@ def read_run_config(run_dir: Path) -> tuple[TrainConfig | FitConfig, str, dict]:
     run_id, record = raw.pop("run_id", None), raw.pop("fingerprint", None)
     if not isinstance(run_id, str):
         raise CheckpointError(f"{path}: field 'run_id' is missing or not a string")
-    shape = _FINGERPRINT_FIELDS.get(record.get("kind")) if isinstance(record, dict) else None
+    kind = record.get("kind") if isinstance(record, dict) else None
+    shape = _FINGERPRINT_FIELDS.get(kind) if isinstance(kind, str) else None
     if (
         shape is None
         or set(record) != set(shape)

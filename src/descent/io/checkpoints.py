@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from descent.core.events import StopReason
 from descent.errors import CheckpointError
 from descent.io.files import atomic_write_bytes, atomic_write_text, read_json
 from descent.io.models import load_state_into, load_tensors, tensor_bytes
@@ -185,11 +186,21 @@ def check_state(state: Any, path: Path) -> None:
     for name, hint in _STATE_FIELDS.items():
         if name not in state or not matches(state[name], hint):
             raise CheckpointError(f"{path}: field 'state.{name}' is missing or of the wrong type")
-    for record in state["history"]:
-        if not all(isinstance(v, (int, float)) or v is None for v in record.values()):
+    for i, record in enumerate(state["history"]):
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in
+                      record.values())  # fmt: skip
+        if not numbers or record.get("epoch") != i + 1 or "train_loss" not in record:
             raise CheckpointError(
-                f"{path}: field 'state.history' holds a record that is not numbers"
+                f"{path}: field 'state.history.{i}' must be the numbers of epoch {i + 1} "
+                "(epoch, train_loss, ...)"
             )
+    if not all(t.dim() == 0 and t.is_floating_point() for t in state["train_losses"]):
+        raise CheckpointError(f"{path}: field 'state.train_losses' must hold one loss per batch")
+    if state["stopped"] is not None and state["stopped"] not in set(StopReason):
+        raise CheckpointError(f"{path}: field 'state.stopped' is not a reason a fit stops")
+    best = state["best_epoch"]
+    if best is not None and not 1 <= best <= state["epochs_done"]:
+        raise CheckpointError(f"{path}: field 'state.best_epoch' {best} is not an epoch done")
     for name in ("epochs_done", "batches_done", "steps"):
         if state[name] < 0:
             raise CheckpointError(f"{path}: field 'state.{name}' is negative ({state[name]})")
@@ -284,20 +295,71 @@ def load_learner_state(learner: Any, resume: ResumeFrom) -> None:
             f"{path}: field 'state.batches_done' is {state['batches_done']}, but an epoch of "
             f"this run has {batches} batches"
         )
-    params = [p for group in learner.opt.param_groups for p in group["params"]]
-    for key, slots in state["optimizer"]["state"].items():
-        for slot, value in slots.items() if isinstance(slots, dict) else []:
-            ours = isinstance(key, int) and 0 <= key < len(params) and slot in _PER_PARAMETER
-            if ours and isinstance(value, torch.Tensor) and value.shape != params[key].shape:
-                raise CheckpointError(
-                    f"{path}: optimizer state {slot} of parameter {key} has shape "
-                    f"{tuple(value.shape)}, the parameter {tuple(params[key].shape)}"
-                )
+    check_optimizer_state(state["optimizer"], learner.opt, path)
     try:
-        learner.load_state_dict(state)
+        learner.load_state_dict(state, path)
     except (ValueError, KeyError, RuntimeError, TypeError, IndexError) as e:
         raise CheckpointError(f"{path}: does not fit this run's learner: {e}") from None
 
 
-# optimizer state slots that have the shape of their parameter (SGD, Adam, AdamW)
-_PER_PARAMETER = ("momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+# Per-parameter optimizer state (SGD, Adam, AdamW, LBFGS, Levenberg-Marquardt): the slots
+# that are tensors of their parameter's shape, tensors of all parameters flattened, lists
+# of tensors; every other slot is a number (or a 0-d tensor).
+_PER_PARAMETER = ("momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "D")
+_FLAT = ("d", "prev_flat_grad")
+_LISTS = ("old_dirs", "old_stps", "ro", "al")
+
+
+def check_optimizer_state(saved: dict, opt: torch.optim.Optimizer, path: Path) -> None:
+    """CheckpointError unless `saved` is the state of an optimizer like `opt`: one group
+    per group, each with the keys' types of `opt`'s own groups, and per-parameter state of
+    the shapes and types that optimizer writes."""
+    fresh = opt.param_groups
+    groups = saved["param_groups"]
+    if len(groups) != len(fresh):
+        raise CheckpointError(f"{path}: {len(groups)} optimizer groups; this run has {len(fresh)}")
+    for i, (group, mine) in enumerate(zip(groups, fresh, strict=True)):
+        for key, value in group.items():
+            ref = mine.get(key, 0.0)
+            kind = type(ref) if isinstance(ref, (bool, str)) or ref is None else None
+            ok = (
+                type(value) is kind if kind is not None
+                else isinstance(value, (int, float)) and not isinstance(value, bool)
+                if isinstance(ref, (int, float))
+                else isinstance(value, (list, tuple)) and len(value) == len(ref)
+            )  # fmt: skip
+            if key != "params" and not ok:
+                raise CheckpointError(
+                    f"{path}: field 'state.optimizer.param_groups.{i}.{key}' is {value!r:.40}, "
+                    f"of another type than this optimizer's {ref!r:.40}"
+                )
+    params = [p for group in fresh for p in group["params"]]
+    total = sum(p.numel() for p in params)
+    for key, slots in saved["state"].items():
+        if not (type(key) is int and 0 <= key < len(params) and isinstance(slots, dict)):
+            raise CheckpointError(f"{path}: optimizer state for an unknown parameter {key!r:.20}")
+        for slot, value in slots.items():
+            tensors = value if slot in _LISTS else [value]
+            if slot in _LISTS and not isinstance(value, list):
+                ok = False
+            elif slot in _PER_PARAMETER:
+                ok = value is None or _tensor_of(value, params[key].shape)
+            elif slot in _FLAT:
+                ok = _tensor_of(value, (total,))
+            elif slot in _LISTS:
+                ok = all(t is None or isinstance(t, torch.Tensor) for t in tensors)
+            else:  # step, t, n_iter, func_evals, H_diag, prev_loss, ...
+                ok = (
+                    isinstance(value, (int, float))
+                    and not isinstance(value, bool)
+                    or (isinstance(value, torch.Tensor) and value.numel() == 1)
+                )
+            if not ok:
+                raise CheckpointError(
+                    f"{path}: optimizer state {slot!r:.30} of parameter {key} is not what this "
+                    f"optimizer writes (a {type(value).__name__})"
+                )
+
+
+def _tensor_of(value: object, shape: tuple) -> bool:
+    return isinstance(value, torch.Tensor) and tuple(value.shape) == tuple(shape)

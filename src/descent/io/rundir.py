@@ -21,6 +21,7 @@ The rules:
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -54,12 +55,13 @@ def read_marker(folder: Path) -> dict | None:
         and isinstance(doc.get("run_id"), str)
         and isinstance(doc.get("command"), str)
         and isinstance(doc.get("checkpoints"), bool)
+        and isinstance(doc.get("started"), (int, float))
         and all(_inside(n) for key in ("files", "runs") for n in _strings(doc.get(key)))
     )
     if not ok:
         raise RunFolderError(
-            f"{path}: not a valid run record (format, version, run_id, command, files, "
-            "checkpoints, runs); it was edited or damaged: choose another --out"
+            f"{path}: not a valid run record (format, version, run_id, command, started, "
+            "files, checkpoints, runs); it was edited or damaged: choose another --out"
         )
     return doc
 
@@ -152,6 +154,7 @@ class RunDir:
                 "version": RUN_VERSION,
                 "run_id": uuid.uuid4().hex,
                 "command": command,
+                "started": time.time(),
                 "files": [],
                 "checkpoints": False,
                 "runs": [],
@@ -281,9 +284,7 @@ def _remove_run(folder: Path, marker: dict) -> list[str]:
             path.unlink()
     checkpoints = folder / "checkpoints"
     if marker["checkpoints"] and checkpoints.is_dir():
-        for path in checkpoints.iterdir():
-            if _CHECKPOINT_FILE.fullmatch(path.name) and not path.is_dir():
-                path.unlink()
+        _remove_checkpoints(checkpoints, marker)
     for name in marker["runs"]:
         inner = folder / name
         inner_marker = read_marker(inner) if inner.is_dir() else None
@@ -301,6 +302,28 @@ def _remove_run(folder: Path, marker: dict) -> list[str]:
             _remove_if_empty(path)
     (folder / MARKER).unlink(missing_ok=True)
     return _contents(folder)
+
+
+def _remove_checkpoints(folder: Path, marker: dict) -> None:
+    """The run's checkpoints: those whose JSON names the run's id (with their tensor
+    files), and the temporary files of checkpoint writes cut short since the run started.
+    Anything else stays (also a tensor file whose JSON was never written: nothing says
+    whose it is)."""
+    ours: set[str] = set()
+    for path in folder.glob("ckpt-e*-b*.json"):
+        try:
+            doc = json.loads(path.read_bytes())
+        except (OSError, ValueError, RecursionError):
+            continue
+        meta = doc.get("meta") if isinstance(doc, dict) else None
+        if isinstance(meta, dict) and meta.get("run_id") == marker["run_id"]:
+            ours |= {path.name, path.with_suffix(".safetensors").name}
+    for path in folder.iterdir():
+        if not _CHECKPOINT_FILE.fullmatch(path.name) or path.is_dir():
+            continue
+        cut_short = path.suffix == ".tmp" and path.stat().st_mtime >= marker["started"]
+        if path.name in ours or cut_short:
+            path.unlink()
 
 
 def _remove_if_empty(folder: Path, keep: tuple[str, ...] = ()) -> None:
