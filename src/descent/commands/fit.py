@@ -37,7 +37,7 @@ from descent.fitting.curve import (
     fit_curve,
     make_curve_learner,
 )
-from descent.io.files import atomic_write_bytes, write_json
+from descent.io.files import write_json
 from descent.io.models import save_model
 from descent.io.rundir import RunDir
 from descent.models.formula import Formula, FormulaModel, parse_formula
@@ -47,6 +47,7 @@ from descent.report.plots import (
     plot_losses,
     plot_lr_find,
     plot_prediction_grid,
+    save_animation,
     save_figure,
     schedule_plots,
 )
@@ -136,8 +137,7 @@ def fit_command(
     console = console or Console(highlight=False, soft_wrap=True)
     say = (lambda *a, **k: None) if cfg.quiet else console.print
     check_options(cfg)  # before any file is read or written
-    if resume is None:
-        check_outputs(cfg, overwrite)
+    check_outputs(cfg, overwrite, resuming=resume is not None)
     cfg = with_absolute_paths(cfg)
     data = load_fit_data(cfg)
     formula, x, y = data.formula, data.x, data.y
@@ -363,40 +363,13 @@ def _fit_plots(run, curve, formula, x, y, cfg) -> list[Path]:
 
 def _animate(path: str, snapshots, x, y, formula, cfg) -> None:
     """A GIF of the curve moving toward the data, one frame per snapshot."""
-    import matplotlib.animation as animation
-    from matplotlib.figure import Figure
-
     one = x.dim() == 1
-    cx = _curve_x(x) if one else torch.arange(len(y), dtype=y.dtype)
-    px = x if one else cx
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.subplots()
-    ax.scatter(px.numpy(), y.numpy(), s=12, color="tab:blue")
-    (line,) = ax.plot([], [], color="tab:red")
-    lo, hi = float(y.min()), float(y.max())
-    pad = 0.15 * (hi - lo or 1.0)
-    ax.set_ylim(lo - pad, hi + pad)
-    ax.set_xlabel(formula.inputs[0] if one else "row")
-    ax.set_ylabel(cfg.y)
-    title = ax.set_title("")
-
-    def draw(i):
-        epoch, preds = snapshots[i]
-        line.set_data(cx.numpy(), preds.numpy())
-        title.set_text(f"{cfg.y} = {formula.text}   step {epoch}")
-        return line, title
-
-    anim = animation.FuncAnimation(fig, draw, frames=len(snapshots), blit=False)
-    target = Path(path)
-    if target.suffix.lower() != ".gif":
-        raise ConfigError(f"--animate {path}: the animation is written as GIF; name it *.gif")
-    tmp = target.with_name(f".{target.name}.tmp.gif")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        anim.save(tmp, writer=animation.PillowWriter(fps=4))
-        atomic_write_bytes(target, tmp.read_bytes())
-    finally:
-        tmp.unlink(missing_ok=True)
+    curve_x = _curve_x(x) if one else torch.arange(len(y), dtype=y.dtype)
+    save_animation(
+        path, snapshots, x if one else curve_x, y, curve_x,
+        xlabel=formula.inputs[0] if one else "row", ylabel=cfg.y,
+        title=f"{cfg.y} = {formula.text}",
+    )  # fmt: skip
 
 
 __all__ = [

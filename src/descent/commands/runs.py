@@ -41,10 +41,13 @@ class Continuation:
     checkpoint: ResumeFrom
 
 
-def check_outputs(cfg: TrainConfig | FitConfig, overwrite: bool = False) -> None:
+def check_outputs(
+    cfg: TrainConfig | FitConfig, overwrite: bool = False, *, resuming: bool = False
+) -> None:
     """Refuse outputs that cannot be written before any data is read: --out (writable,
-    free, empty or a descent run to --overwrite), --json, and fit's --animate."""
-    if cfg.out is not None:
+    free, empty or a descent run to --overwrite; not when `resuming`, whose folder is
+    claimed already), --json, and fit's --animate."""
+    if cfg.out is not None and not resuming:
         check_out(cfg.out, overwrite)
     if cfg.json is not None:
         check_writable(cfg.json, "--json")

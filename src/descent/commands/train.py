@@ -196,8 +196,7 @@ def train_command(
     console = console or Console(highlight=False, soft_wrap=True)
     say = (lambda *a, **k: None) if cfg.quiet else console.print
     check_options(cfg)  # before any file is read or written
-    if resume is None:
-        check_outputs(cfg, overwrite)
+    check_outputs(cfg, overwrite, resuming=resume is not None)
     cfg = with_absolute_paths(cfg)
     td = prepare_data(cfg)
     data, labels, (h, w) = td.data, td.data.labels, td.data.size
