@@ -23,6 +23,7 @@ from descent.core.events import StopReason
 from descent.errors import CheckpointError
 from descent.io.files import atomic_write_bytes, atomic_write_text, read_json
 from descent.io.models import load_state_into, load_tensors, tensor_bytes
+from descent.io.optimizer_state import check_optimizer_state
 from descent.io.schemas import matches
 
 CHECKPOINT_FORMAT = "descent-checkpoint"
@@ -300,66 +301,3 @@ def load_learner_state(learner: Any, resume: ResumeFrom) -> None:
         learner.load_state_dict(state, path)
     except (ValueError, KeyError, RuntimeError, TypeError, IndexError) as e:
         raise CheckpointError(f"{path}: does not fit this run's learner: {e}") from None
-
-
-# Per-parameter optimizer state (SGD, Adam, AdamW, LBFGS, Levenberg-Marquardt): the slots
-# that are tensors of their parameter's shape, tensors of all parameters flattened, lists
-# of tensors; every other slot is a number (or a 0-d tensor).
-_PER_PARAMETER = ("momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "D")
-_FLAT = ("d", "prev_flat_grad")
-_LISTS = ("old_dirs", "old_stps", "ro", "al")
-
-
-def check_optimizer_state(saved: dict, opt: torch.optim.Optimizer, path: Path) -> None:
-    """CheckpointError unless `saved` is the state of an optimizer like `opt`: one group
-    per group, each with the keys' types of `opt`'s own groups, and per-parameter state of
-    the shapes and types that optimizer writes."""
-    fresh = opt.param_groups
-    groups = saved["param_groups"]
-    if len(groups) != len(fresh):
-        raise CheckpointError(f"{path}: {len(groups)} optimizer groups; this run has {len(fresh)}")
-    for i, (group, mine) in enumerate(zip(groups, fresh, strict=True)):
-        for key, value in group.items():
-            ref = mine.get(key, 0.0)
-            kind = type(ref) if isinstance(ref, (bool, str)) or ref is None else None
-            ok = (
-                type(value) is kind if kind is not None
-                else isinstance(value, (int, float)) and not isinstance(value, bool)
-                if isinstance(ref, (int, float))
-                else isinstance(value, (list, tuple)) and len(value) == len(ref)
-            )  # fmt: skip
-            if key != "params" and not ok:
-                raise CheckpointError(
-                    f"{path}: field 'state.optimizer.param_groups.{i}.{key}' is {value!r:.40}, "
-                    f"of another type than this optimizer's {ref!r:.40}"
-                )
-    params = [p for group in fresh for p in group["params"]]
-    total = sum(p.numel() for p in params)
-    for key, slots in saved["state"].items():
-        if not (type(key) is int and 0 <= key < len(params) and isinstance(slots, dict)):
-            raise CheckpointError(f"{path}: optimizer state for an unknown parameter {key!r:.20}")
-        for slot, value in slots.items():
-            tensors = value if slot in _LISTS else [value]
-            if slot in _LISTS and not isinstance(value, list):
-                ok = False
-            elif slot in _PER_PARAMETER:
-                ok = value is None or _tensor_of(value, params[key].shape)
-            elif slot in _FLAT:
-                ok = _tensor_of(value, (total,))
-            elif slot in _LISTS:
-                ok = all(t is None or isinstance(t, torch.Tensor) for t in tensors)
-            else:  # step, t, n_iter, func_evals, H_diag, prev_loss, ...
-                ok = (
-                    isinstance(value, (int, float))
-                    and not isinstance(value, bool)
-                    or (isinstance(value, torch.Tensor) and value.numel() == 1)
-                )
-            if not ok:
-                raise CheckpointError(
-                    f"{path}: optimizer state {slot!r:.30} of parameter {key} is not what this "
-                    f"optimizer writes (a {type(value).__name__})"
-                )
-
-
-def _tensor_of(value: object, shape: tuple) -> bool:
-    return isinstance(value, torch.Tensor) and tuple(value.shape) == tuple(shape)
