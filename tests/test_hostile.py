@@ -129,8 +129,8 @@ def test_counts_and_seeds_out_of_bounds_are_refused(tmp_path, capsys, argv, said
 @pytest.mark.parametrize(
     "change, said",
     [
-        ({"epochs": 2.5}, "field 'epochs' must be an integer, got 2.5"),
-        ({"deskew": "false"}, "field 'deskew' must be true or false"),
+        ({"epochs": 2.5}, "field 'epochs' must be an integer or null, got 2.5"),
+        ({"deskew": "false"}, "deskew must be true, false or auto, got 'false'"),
         ({"classes": "3,7"}, "field 'classes' must be a list of strings or null"),
         ({"lr": -1.0}, "--lr must be a positive number"),
         ({"batch_size": 0}, "field 'batch_size': --batch-size must be at least 1"),

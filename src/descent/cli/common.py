@@ -102,8 +102,11 @@ def parse_init(text: str) -> dict[str, float]:
 def exit_status(result, finish_signal: str | None = None) -> ExitStatus:
     """SUCCESS, or SIGINT / SIGTERM when a signal interrupted the fit (FitResult) or,
     after it, the writing of the run's files (`finish_signal`)."""
-    signal = result.signal if result.stopped == StopReason.INTERRUPTED else finish_signal
-    if signal is None:
+    if result.stopped == StopReason.INTERRUPTED:  # Ctrl-C, SIGTERM or the page's Stop
+        signal = result.signal
+    elif finish_signal is not None:
+        signal = finish_signal
+    else:
         return ExitStatus.SUCCESS
     return ExitStatus.SIGTERM if signal == "SIGTERM" else ExitStatus.SIGINT
 

@@ -6,17 +6,18 @@ against what the machine has free.
 
 The shapes come from building the model on torch's "meta" device, which records shapes
 and allocates nothing, so `--hidden 1000000000` or a model.json that claims 10^9 pixels
-is refused in microseconds instead of after gigabytes.
+is refused in microseconds instead of after gigabytes. What is free is data/limits.py's
+`available_memory` (MemAvailable, lowered to a cgroup's limit), which also bounds a data
+set before it is decoded.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
+from descent.data.limits import available_memory
 from descent.errors import ConfigError, DescentError
 
 # Copies of a model's parameters that exist while it trains: the parameters, their
@@ -25,34 +26,6 @@ from descent.errors import ConfigError, DescentError
 # (the file's bytes and the tensors).
 TRAINING_COPIES = 8
 LOADING_COPIES = 2
-
-
-def available_memory() -> int:
-    """Bytes that new allocations can use: MemAvailable from /proc/meminfo (else the
-    free pages os.sysconf reports), lowered to what a cgroup v2 memory limit leaves."""
-    available = _meminfo_available()
-    if available is None:
-        try:
-            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, AttributeError):
-            available = 2**62  # unknown: no limit
-    try:
-        cgroup = Path("/sys/fs/cgroup")
-        limit = (cgroup / "memory.max").read_text().strip()
-        if limit != "max":
-            available = min(available, int(limit) - int((cgroup / "memory.current").read_text()))
-    except (OSError, ValueError):
-        pass
-    return available
-
-
-def _meminfo_available() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            line = next(line for line in f if line.startswith("MemAvailable:"))
-        return int(line.split()[1]) * 1024  # the file counts kB
-    except (OSError, StopIteration, ValueError, IndexError):
-        return None
 
 
 def model_bytes(build: Callable[[], torch.nn.Module]) -> int:

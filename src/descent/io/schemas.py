@@ -123,7 +123,7 @@ def check_classifier(desc: dict, model: Any, path: Path) -> tuple[list[str], dic
             f"{path}: not an image classifier (no labels or preprocessing recorded); "
             "`descent predict` is for models made by `descent train`"
         )
-    outputs = getattr(model, "n_outputs", None)
+    outputs = getattr(model, "n_outputs", getattr(model, "n_classes", None))
     wanted = 2 if outputs == 1 else outputs
     if not matches(labels, list[str]) or len(set(labels)) != len(labels) or not labels:
         raise CheckpointError(f"{path}: field 'labels' must be a list of distinct strings")
