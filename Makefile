@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 BENCH_ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test fuzz lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +25,19 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
+# --overwrite: a second `make demo` replaces the first demo's files in runs/demo
 demo: $(VENV)/.installed
-	$(BIN)/descent demo --out runs/demo
+	$(BIN)/descent demo --out runs/demo --overwrite
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
+
+# The fuzz suite (tests/test_fuzz.py) with many more examples than `make test` gives it
+# (the hypothesis profile "fuzz"); it prints cases tried, tracebacks, hangs and files
+# changed outside --out. FUZZ_EXAMPLES sets the examples per target.
+FUZZ_EXAMPLES ?= 400
+fuzz: $(VENV)/.installed-test
+	DESCENT_FUZZ=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py -p no:cacheprovider
 
 # ruff, and the layers contract in pyproject.toml (imports point down, no cycles)
 lint: $(VENV)/.installed-test

@@ -19,7 +19,8 @@ def test_history_csv_round_trips_floats_exactly(tmp_path):
     h = History()
     h.append({"epoch": 1, "train_loss": 0.1 + 0.2, "valid_loss": math.nan, "time": 0.5})
     h.append({"epoch": 2, "train_loss": 1e-300, "valid_loss": 3.0, "time": 0.25})
-    path = RunDir(tmp_path).write_metrics(h)
+    with RunDir.create(tmp_path / "run", "test") as run:
+        path = run.write_metrics(h)
     lines = path.read_text().splitlines()
     assert lines[0] == "epoch,train_loss,valid_loss,time"
     assert float(lines[1].split(",")[1]) == 0.1 + 0.2 and float(lines[2].split(",")[1]) == 1e-300

@@ -403,7 +403,7 @@ def test_checkpoint_of_another_version_or_shape_is_refused(tmp_path, small_run):
         resume(run, QUIET, quiet=True)
 
 
-def test_resume_errors_name_the_problem(tmp_path, capsys):
+def test_resume_errors_name_the_problem(tmp_path, capsys, small_run):
     assert main(["resume", str(tmp_path / "nowhere")]) == 2
     assert "no such run directory" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
@@ -411,6 +411,11 @@ def test_resume_errors_name_the_problem(tmp_path, capsys):
         '{"command": "train", "source": "mnist-sample"}'
     )
     assert main(["resume", str(tmp_path / "empty")]) == 2
+    assert "not a descent run folder" in capsys.readouterr().err
+    run = copy_run(small_run, tmp_path / "run")
+    for path in (run / "checkpoints").iterdir():
+        path.unlink()
+    assert main(["resume", str(run)]) == 2
     assert "no checkpoint to resume from" in capsys.readouterr().err
 
 
@@ -437,10 +442,11 @@ def test_checkpoints_keep_the_newest_and_the_best(tmp_path):
 
 
 def test_save_checkpoint_round_trips_awkward_values(tmp_path, roller):
+    t, speed = roller
+    model = FunctionModel(quadratic, "abc", [0.0, 0.0, 0.0])
+    learner = Learner(model, Batches(t, speed), progress=False, guards=False)
     state = {
-        "model": {},
-        "epochs_done": 1,
-        "batches_done": 0,
+        **learner.state_dict(),
         "x": {0: torch.arange(3), "t": (1.5, float("nan"), float("inf"), None)},
         "lst": [torch.ones(2, 2), {"__sneaky": 1}],
     }
@@ -449,4 +455,3 @@ def test_save_checkpoint_round_trips_awkward_values(tmp_path, roller):
     assert torch.equal(back["x"][0], torch.arange(3)) and back["x"]["t"][0] == 1.5
     assert back["x"]["t"][2] == float("inf") and back["x"]["t"][3] is None
     assert back["lst"][1] == {"__sneaky": 1}
-    del roller

@@ -23,3 +23,7 @@ class FormulaError(DescentError):
 
 class CheckpointError(DescentError):
     """A model or checkpoint file is missing, corrupt or of another format."""
+
+
+class RunFolderError(DescentError):
+    """A run folder cannot be used: not empty, not a descent run, or in use by another run."""

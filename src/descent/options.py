@@ -43,6 +43,21 @@ AT_LEAST: dict[str, float] = {
     "weight_decay": 0.0,
     "init_std": 0.0,
     "min_delta": 0.0,
+    "seed": 0,
+    "iterations": 5,  # lr-find: fewer steps cannot show a curve
+}
+# option -> the largest value it may take: far beyond any useful run, so a typo (an extra
+# zero or three) is refused at once instead of running for days or allocating for hours.
+# Memory is checked separately, from the model's sizes (io/limits.py).
+AT_MOST: dict[str, float] = {
+    "epochs": 1_000_000,
+    "steps": 1_000_000_000,
+    "batch_size": 2**31 - 1,
+    "keep": 1_000,
+    "patience": 1_000_000,
+    "seed": 2**32 - 1,  # numpy's seed range; Batches seeds epoch e with seed * 1_000_003 + e
+    "iterations": 100_000,  # lr-find steps
+    "rates": 1_000,  # lr-sweep --lrs: K copies of the model train at once
 }
 
 
@@ -56,12 +71,17 @@ def finite_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def check_at_least(name: str, value: object) -> None:
-    """ConfigError unless `value` is a finite number >= AT_LEAST[name]."""
-    low = AT_LEAST[name]
-    if not (finite_number(value) and value >= low):
+def check_bounds(name: str, value: object) -> None:
+    """ConfigError unless `value` is a finite number within AT_LEAST[name] and
+    AT_MOST[name] (each bound applies when the option has one)."""
+    low, high = AT_LEAST.get(name), AT_MOST.get(name)
+    if not finite_number(value) or (low is not None and value < low):
         off = " (0 = off)" if name == "patience" else ""
-        raise ConfigError(f"{flag(name)} must be at least {low}{off}, got {value!r}")
+        if low is None:
+            raise ConfigError(f"{flag(name)} must be a number, got {value!r}")
+        raise ConfigError(f"{flag(name)} must be at least {low:g}{off}, got {value!r}")
+    if high is not None and value > high:
+        raise ConfigError(f"{flag(name)} must be at most {high:,}, got {value:,}")
 
 
 def check_lr(lr: object, auto: bool = False) -> None:

@@ -16,20 +16,27 @@ from pathlib import Path
 
 from descent.core.events import Callback, StopReason
 from descent.io.checkpoints import checkpoint_name, list_checkpoints, save_checkpoint
-from descent.options import Every, check_at_least
+from descent.options import Every, check_bounds
 
 
 class Checkpointer(Callback):
     """Writes the learner's state to `folder`: every `every` epochs (or steps), at
     the batch boundary where an interrupt stopped training, and when the fit ends.
     Keeps the newest `keep` checkpoints and the one of the best epoch (lowest
-    valid_loss, or train_loss without validation)."""
+    valid_loss, or train_loss without validation). `meta` (the run's id) goes into
+    every checkpoint."""
 
     order = 90  # after the stop rules and displays: it saves what they decided
 
-    def __init__(self, folder: str | Path, every: Every | None = None, keep: int = 3) -> None:
-        check_at_least("keep", keep)
-        self.folder, self.every, self.keep = Path(folder), every, keep
+    def __init__(
+        self,
+        folder: str | Path,
+        every: Every | None = None,
+        keep: int = 3,
+        meta: dict | None = None,
+    ) -> None:
+        check_bounds("keep", keep)
+        self.folder, self.every, self.keep, self.meta = Path(folder), every, keep, meta or {}
         self.best: tuple[float, str] | None = None  # (value, checkpoint name)
         self.last: Path | None = None
 
@@ -55,7 +62,7 @@ class Checkpointer(Callback):
             if math.isfinite(value) and (self.best is None or value < self.best[0]):
                 position = {"epochs_done": len(learner.history), "batches_done": 0}
                 self.best = (value, checkpoint_name(position) + ".json")
-        self.last = save_checkpoint(self.folder, learner.state_dict())
+        self.last = save_checkpoint(self.folder, learner.state_dict(), self.meta)
         self._prune()
         return self.last
 
@@ -73,7 +80,11 @@ class Checkpointer(Callback):
         return {"best": list(self.best) if self.best else None}
 
     def load_state_dict(self, state: dict) -> None:
-        self.best = tuple(state["best"]) if state.get("best") else None
+        best = state["best"]
+        if not (best is None or isinstance(best, list) and len(best) == 2
+                and isinstance(best[0], (int, float)) and isinstance(best[1], str)):  # fmt: skip
+            raise TypeError("best must be null or [value, checkpoint name]")
+        self.best = (float(best[0]), best[1]) if best else None
 
     def note(self, run_dir: object, message: str) -> str:
         """What to print after an interrupt: where the checkpoint is, how to resume."""

@@ -150,6 +150,7 @@ class Schedule(Callback):
         }
 
     def load_state_dict(self, state: dict) -> None:
+        _check_state(state, self.scheduler, len(self.learner.opt.param_groups))
         if state["kind"] != self.kind:
             raise ConfigError(
                 f"the checkpoint was made with --schedule {state['kind']}, not {self.kind}"
@@ -165,3 +166,46 @@ class Schedule(Callback):
         return f"Schedule({self.kind}): sets the learning rate " + (
             "after every step" if self.kind in PER_STEP else "after every epoch"
         )
+
+
+def _same_kind(saved: object, fresh: object) -> bool:
+    """A value of the type a fresh scheduler has there (numbers are one kind)."""
+    number = (int, float)
+    if isinstance(fresh, bool) or fresh is None:
+        return type(saved) is type(fresh)
+    if isinstance(fresh, number):
+        return isinstance(saved, number) and not isinstance(saved, bool)
+    if isinstance(fresh, (list, tuple)):
+        return (
+            isinstance(saved, (list, tuple))
+            and len(saved) == len(fresh)
+            and all(_same_kind(a, b) for a, b in zip(saved, fresh, strict=True))
+        )
+    if isinstance(fresh, dict):
+        return (
+            isinstance(saved, dict)
+            and set(saved) == set(fresh)
+            and all(_same_kind(saved[k], fresh[k]) for k in fresh)
+        )
+    return isinstance(saved, type(fresh))
+
+
+def _check_state(state: dict, scheduler, n_groups: int) -> None:
+    """TypeError unless `state` has the shape a Schedule of this run writes: a kind, the
+    scheduler's state with the fields and types of this run's scheduler, a group of
+    numbers per optimizer group, and 1-D tensors of rates and momenta."""
+    groups = state["groups"]
+    numbers = (int, float)
+    ok = (
+        isinstance(state["kind"], str)
+        and (state["scheduler"] is None or scheduler is None
+             or _same_kind(state["scheduler"], scheduler.state_dict()))
+        and isinstance(groups, list) and len(groups) == n_groups
+        and all(isinstance(g, dict) and all(
+            isinstance(v, numbers) if k != "betas" else _same_kind(v, (0.0, 0.0))
+            for k, v in g.items()) for g in groups)
+        and all(isinstance(state[k], torch.Tensor) and state[k].dim() == 1
+                for k in ("lrs", "momenta"))
+    )  # fmt: skip
+    if not ok:
+        raise TypeError("kind, scheduler, groups, lrs or momenta of another kind")

@@ -38,7 +38,14 @@ class PredictionSnapshots(Callback):
         return {"snapshots": [list(s) for s in self.snapshots]}
 
     def load_state_dict(self, state: dict) -> None:
-        self.snapshots = [(int(e), p) for e, p in state["snapshots"]]
+        snaps = state["snapshots"]
+        if not isinstance(snaps, list) or not all(
+            isinstance(s, list) and len(s) == 2 and type(s[0]) is int
+            and isinstance(s[1], torch.Tensor) and s[1].shape == (len(self.x),)
+            for s in snaps
+        ):  # fmt: skip
+            raise TypeError("snapshots must be a list of [step, predictions]")
+        self.snapshots = [(e, p) for e, p in snaps]
 
     def after_epoch(self) -> None:
         e = int(self.learner.record["epoch"])

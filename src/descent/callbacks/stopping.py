@@ -14,7 +14,7 @@ import torch
 
 from descent.core.events import Callback, CancelFit, StopReason
 from descent.errors import ConfigError
-from descent.options import check_at_least
+from descent.options import check_bounds
 
 _MAXIMISE = ("accuracy", "r2")
 
@@ -59,7 +59,7 @@ class EarlyStopping(Callback):
             raise ConfigError(f"early stopping mode must be min, max or auto, got {mode!r}")
         if patience < 1:
             raise ConfigError(f"--patience must be at least 1, got {patience}")
-        check_at_least("min_delta", min_delta)
+        check_bounds("min_delta", min_delta)
         self.monitor, self.mode, self.patience = monitor, mode, patience
         self.min_delta, self.restore_best = min_delta, restore_best
         self.best = math.nan
@@ -109,9 +109,26 @@ class EarlyStopping(Callback):
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.monitor, self.mode, self.best = state["monitor"], state["mode"], state["best"]
+        model = self.learner.model.state_dict()
+        best_state = state["best_state"]
+        ok = (
+            isinstance(state["monitor"], str)
+            and state["mode"] in ("min", "max")
+            and isinstance(state["best"], (int, float))
+            and (state["best_epoch"] is None or type(state["best_epoch"]) is int)
+            and type(state["wait"]) is int
+            and (
+                best_state is None
+                or isinstance(best_state, dict)
+                and set(best_state) == set(model)
+                and all(getattr(best_state[k], "shape", None) == model[k].shape for k in model)
+            )
+        )
+        if not ok:
+            raise TypeError("monitor, mode, best, best_epoch, wait or best_state of another kind")
+        self.monitor, self.mode, self.best = state["monitor"], state["mode"], float(state["best"])
         self.best_epoch, self.wait = state["best_epoch"], state["wait"]
-        self.best_state = state["best_state"]
+        self.best_state = best_state
 
     def after_fit(self) -> None:
         if (
@@ -168,7 +185,10 @@ class Converged(Callback):
         return {"values": list(self._values)}
 
     def load_state_dict(self, state: dict) -> None:
-        self._values = list(state["values"])
+        values = state["values"]
+        if not isinstance(values, list) or not all(isinstance(v, (int, float)) for v in values):
+            raise TypeError("values must be a list of numbers")
+        self._values = [float(v) for v in values]
 
     def rule(self) -> str:
         """The rule in words, e.g. 'train_loss changes by less than 1e-12 (relative)

@@ -48,12 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     for command in COMMANDS:
         command.add_parser(sub, common)
+    parser.set_defaults(subparsers=sub.choices)  # name -> its parser, for its own usage
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser, with its usage, not descent's
+        own = args.subparsers.get(args.command, parser) if args.command else parser
+        own.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help()
         return ExitStatus.BAD_INPUT

@@ -99,8 +99,25 @@ def parse_init(text: str) -> dict[str, float]:
     return values
 
 
-def exit_status(result) -> ExitStatus:
-    """SUCCESS, or SIGINT / SIGTERM when a signal interrupted the fit (FitResult)."""
-    if result.stopped == StopReason.INTERRUPTED:
-        return ExitStatus.SIGTERM if result.signal == "SIGTERM" else ExitStatus.SIGINT
-    return ExitStatus.SUCCESS
+def exit_status(result, finish_signal: str | None = None) -> ExitStatus:
+    """SUCCESS, or SIGINT / SIGTERM when a signal interrupted the fit (FitResult) or,
+    after it, the writing of the run's files (`finish_signal`)."""
+    if result.stopped == StopReason.INTERRUPTED:  # Ctrl-C, SIGTERM or the page's Stop
+        signal = result.signal
+    elif finish_signal is not None:
+        signal = finish_signal
+    else:
+        return ExitStatus.SUCCESS
+    return ExitStatus.SIGTERM if signal == "SIGTERM" else ExitStatus.SIGINT
+
+
+def add_output_options(p: argparse.ArgumentParser, command: str, json: bool = True) -> None:
+    """--out (a new or empty folder), --overwrite and, if `json`, --json."""
+    p.add_argument("--out", help=f"run directory, new or empty (default: runs/{command}-<time>)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a previous descent run in --out (its files only; never other files)",
+    )
+    if json:
+        p.add_argument("--json", help="also write the summary to this JSON file")

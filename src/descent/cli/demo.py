@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     demo.add_argument(
         "--out",
         default=DemoConfig.out,
-        help=f"run directory (default: {DemoConfig.out})",
+        help=f"run directory, new or empty (default: {DemoConfig.out})",
     )
     demo.add_argument(
         "--seed",
@@ -30,11 +30,17 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         default=DemoConfig.seed,
         help=f"seed for the data and the start (default: {DemoConfig.seed})",
     )
+    demo.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a previous descent run in --out (its files only; never other files)",
+    )
     demo.set_defaults(run=run_demo)
 
 
 def run_demo(args: argparse.Namespace) -> int:
     from descent.commands.demo import demo_command
 
-    result = demo_command(DemoConfig(out=args.out, seed=args.seed, quiet=args.quiet))
+    cfg = DemoConfig(out=args.out, seed=args.seed, quiet=args.quiet)
+    result = demo_command(cfg, overwrite=args.overwrite)
     return exit_status(result.converged)

@@ -6,6 +6,7 @@ import argparse
 
 from descent.cli.common import (
     add_checkpoint_options,
+    add_output_options,
     add_schedule_option,
     default,
     exit_status,
@@ -78,8 +79,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         help=f"seed of the held-out split (default: {default(FitConfig, 'seed')})",
     )
     add_checkpoint_options(fit, FitConfig)
-    fit.add_argument("--out", help="run directory (default: runs/fit-<time>)")
-    fit.add_argument("--json", help="also write the summary to this JSON file")
+    add_output_options(fit, "fit")
     fit.add_argument("--animate", metavar="GIF", help="write an animation of the fit, e.g. fit.gif")
     fit.add_argument(
         "--no-plots",
@@ -107,4 +107,5 @@ def run_fit(args: argparse.Namespace) -> int:
         if not args.quiet:
             print("--lr given without --optimizer: fitting by gradient descent (sgd)")
     cfg = replace(FitConfig(data=args.data, quiet=args.quiet), **given)
-    return exit_status(fit_command(cfg).fit_result)
+    result = fit_command(cfg, overwrite=args.overwrite)
+    return exit_status(result.fit_result, result.finish_signal)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from descent.cli.common import ExitStatus, default, given_options, parse_init
+from descent.cli.common import (
+    ExitStatus,
+    add_output_options,
+    default,
+    given_options,
+    parse_init,
+)
 from descent.commands.config import FitConfig, TrainConfig
 from descent.options import (
     CLASSIFIER_LOSSES,
@@ -62,7 +68,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         lp.add_argument("--seed", type=int, help="split, initial weights and batch order")
         lp.add_argument("--no-deskew", dest="deskew", action="store_false", default=None)
         lp.add_argument("--no-scale", dest="scale", action="store_false", default=None)
-        lp.add_argument("--out", help=f"output folder (default: runs/{name}-<time>)")
+        add_output_options(lp, name, json=False)
         if name == "lr-find":
             lp.add_argument(
                 "--start-lr", type=float, default=LR_FIND_START, help=f"default: {LR_FIND_START:g}"
@@ -121,6 +127,7 @@ def run_lr_find(args: argparse.Namespace) -> int:
         end_lr=args.end_lr,
         steps=args.iterations,
         out=args.out,
+        overwrite=args.overwrite,
     )
     return ExitStatus.SUCCESS
 
@@ -130,5 +137,7 @@ def run_lr_sweep(args: argparse.Namespace) -> int:
     from descent.tuning.sweep import parse_lrs
 
     lrs = parse_lrs(args.lrs)
-    lr_sweep_command(lr_tool_config(args), lrs, epochs=args.epochs, out=args.out)
+    lr_sweep_command(
+        lr_tool_config(args), lrs, epochs=args.epochs, out=args.out, overwrite=args.overwrite
+    )
     return ExitStatus.SUCCESS

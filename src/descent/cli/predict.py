@@ -27,8 +27,10 @@ def run_predict(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from descent.commands.predict import predict_files
-    from descent.io.files import write_json
+    from descent.io.files import check_writable, write_json
 
+    if args.json:
+        check_writable(args.json, "--json")  # before any work
     preds = predict_files(args.run_dir, args.images, resize=args.resize)
     width = max(len(p.file) for p in preds)
     for p in preds:

@@ -13,16 +13,24 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         parents=[common],
         help="continue an interrupted train or fit run from its last checkpoint",
         description=(
-            "Rebuilds the run from RUN_DIR/config.json, loads the newest intact checkpoint "
-            "in RUN_DIR/checkpoints and trains on to the configured end: the result equals "
-            "an uninterrupted run's."
+            "Rebuilds the run from RUN_DIR/config.json, checks that its data is the same "
+            "(by the fingerprint config.json holds), loads the newest intact checkpoint of "
+            "this run in RUN_DIR/checkpoints and trains on to the configured end: the result "
+            "equals an uninterrupted run's."
         ),
     )
     resume.add_argument("run_dir", help="the run directory of an earlier train or fit")
+    resume.add_argument(
+        "--data",
+        metavar="PATH",
+        help="where the run's data is now, if it moved (it must be the same data: it is "
+        "checked against the fingerprint in config.json)",
+    )
     resume.set_defaults(run=run_resume)
 
 
 def run_resume(args: argparse.Namespace) -> int:
     from descent.commands.resume import resume_command
 
-    return exit_status(resume_command(args.run_dir, quiet=args.quiet).fit_result)
+    result = resume_command(args.run_dir, quiet=args.quiet, data=args.data)
+    return exit_status(result.fit_result, result.finish_signal)

@@ -7,6 +7,7 @@ import argparse
 from descent.cli.common import (
     add_checkpoint_options,
     add_optim_options,
+    add_output_options,
     add_schedule_option,
     default,
     exit_status,
@@ -100,8 +101,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         ),
     )
     add_checkpoint_options(train, TrainConfig)
-    train.add_argument("--out", help="run directory (default: runs/train-<time>)")
-    train.add_argument("--json", help="also write the summary to this JSON file")
+    add_output_options(train, "train")
     train.set_defaults(run=run_train)
 
 
@@ -121,4 +121,5 @@ def run_train(args: argparse.Namespace) -> int:
     if "epochs" in given and "steps" not in given:
         given["steps"] = None  # --epochs wins over a preset's step count
     cfg = replace(cfg, **given)
-    return exit_status(train_command(cfg).fit_result)
+    result = train_command(cfg, overwrite=args.overwrite)
+    return exit_status(result.fit_result, result.finish_signal)

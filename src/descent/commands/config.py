@@ -15,7 +15,12 @@ from typing import ClassVar
 from descent.errors import ConfigError
 from descent.options import (
     AT_LEAST,
-    check_at_least,
+    AT_MOST,
+    CLASSIFIER_LOSSES,
+    IMAGE_MODELS,
+    OPTIMIZERS,
+    check_bounds,
+    check_choice,
     check_fit_options,
     check_lr,
     check_momentum,
@@ -201,16 +206,19 @@ def check_options(cfg: TrainConfig | FitConfig) -> None:
     bad option leaves no run folder behind. Each message names the option."""
     if cfg.lr is not None:
         check_lr(cfg.lr, auto=True)
-    for name in AT_LEAST:
+    for name in AT_LEAST.keys() | AT_MOST.keys():
         value = getattr(cfg, name, None)
         if value is not None:
-            check_at_least(name, value)
+            check_bounds(name, value)
     check_valid_pct(cfg.valid_pct)
     parse_every(cfg.checkpoint_every)
     check_schedule(cfg.schedule)
     if isinstance(cfg, FitConfig):
         check_fit_options(cfg.optimizer, cfg.lr, cfg.momentum, cfg.schedule)
     else:
+        check_choice("--model", cfg.model, IMAGE_MODELS)
+        check_choice("--loss", cfg.loss, CLASSIFIER_LOSSES)
+        check_choice("--optimizer", cfg.optimizer, OPTIMIZERS)
         check_momentum(cfg.optimizer, cfg.momentum)
         if cfg.deskew not in (True, False, "auto"):
             raise ConfigError(f"deskew must be true, false or auto, got {cfg.deskew!r}")

@@ -53,11 +53,20 @@ def plain_loop(t: torch.Tensor, speed: torch.Tensor, init: torch.Tensor, lr: flo
     return losses
 
 
-def demo_command(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
+def demo_command(
+    cfg: DemoConfig, console: Console | None = None, *, overwrite: bool = False
+) -> DemoResult:
+    """`descent demo`: the roller-coaster twice (the book's settings, then to
+    convergence) and 3 vs 7, into cfg.out (new or empty; `overwrite` replaces a previous
+    descent run there)."""
     console = console or Console(highlight=False, soft_wrap=True)
+    with RunDir.create(cfg.out, "demo", overwrite=overwrite) as run:
+        return _demo(cfg, console, run)
+
+
+def _demo(cfg: DemoConfig, console: Console, run: RunDir) -> DemoResult:
     say = _quiet if cfg.quiet else console.print  # the narrative; the summary always prints
-    run = RunDir(cfg.out)
-    run.write_config(cfg.to_dict())
+    run.write_config({**cfg.to_dict(), "run_id": run.run_id})
     t, speed = roller_coaster(cfg.seed)  # (20,), (20,) float32, as in the book
     rows = (f"{a:g},{b!r}" for a, b in zip(t.tolist(), speed.tolist(), strict=True))
     atomic_write_text(run.file("roller_coaster.csv"), "time,speed\n" + "\n".join(rows) + "\n")
@@ -193,7 +202,7 @@ def _demo_digits(cfg: DemoConfig, run: RunDir, console: Console, say) -> TrainRe
         "bundled MNIST sample; the score (x*w).sum() + b says 7 when above 0."
     )
     result = train_command(
-        TrainConfig(classes=["3", "7"], out=str(run.path / "digits"), quiet=cfg.quiet, seed=0),
+        TrainConfig(classes=["3", "7"], out=str(run.subrun("digits")), quiet=cfg.quiet, seed=0),
         console,
     )
     weights = result.model.class_weights()[0].reshape(28, 28)
@@ -234,7 +243,7 @@ def _demo_plots(
         "book_loss.png": plot_losses(book_result.history, title="The book's 10 steps (lr 1e-5)"),
         "loss.png": plot_losses(fit_result.history, log=True, title="Standardised fit"),
     }
-    return [save_figure(fig, run.plots / name) for name, fig in figs.items()]
+    return [save_figure(fig, run.plot(name)) for name, fig in figs.items()]
 
 
 def _quiet(*args: object, **kwargs: object) -> None:

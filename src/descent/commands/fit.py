@@ -16,6 +16,14 @@ from rich.console import Console
 
 from descent.callbacks.checkpointer import Checkpointer
 from descent.commands.config import FitConfig, check_options
+from descent.commands.runs import (
+    Continuation,
+    Finishing,
+    check_outputs,
+    start_run,
+    with_absolute_paths,
+    write_summary,
+)
 from descent.core.events import Callback, StopReason
 from descent.core.learner import Learner
 from descent.core.result import FitResult
@@ -29,10 +37,9 @@ from descent.fitting.curve import (
     fit_curve,
     make_curve_learner,
 )
-from descent.io.checkpoints import ResumeFrom
-from descent.io.files import atomic_write_bytes, write_json
+from descent.io.files import write_json
 from descent.io.models import save_model
-from descent.io.rundir import RunDir, default_run_dir
+from descent.io.rundir import RunDir
 from descent.models.formula import Formula, FormulaModel, parse_formula
 from descent.options import FIT_DEFAULT_LR, parse_every
 from descent.report.plots import (
@@ -40,6 +47,7 @@ from descent.report.plots import (
     plot_losses,
     plot_lr_find,
     plot_prediction_grid,
+    save_animation,
     save_figure,
     schedule_plots,
 )
@@ -53,6 +61,7 @@ class FitCommandResult:
     curve: CurveFit
     run_dir: RunDir
     summary: dict
+    finish_signal: str | None = None  # a signal that came while the run wrote its files
 
     @property
     def fit_result(self) -> FitResult:
@@ -117,13 +126,19 @@ def fit_command(
     cfg: FitConfig,
     console: Console | None = None,
     *,
-    resume: ResumeFrom | None = None,
+    overwrite: bool = False,
+    resume: Continuation | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> FitCommandResult:
-    """`descent fit`: read the CSV, fit, write the run directory, print the summary."""
+    """`descent fit`: read the CSV, fit, write the run directory, print the summary.
+
+    The run folder (cfg.out) must be new or empty; `overwrite` replaces a previous
+    descent run there. `resume` continues a run from a checkpoint (commands/resume.py)."""
     console = console or Console(highlight=False, soft_wrap=True)
     say = (lambda *a, **k: None) if cfg.quiet else console.print
     check_options(cfg)  # before any file is read or written
+    check_outputs(cfg, overwrite, resuming=resume is not None)
+    cfg = with_absolute_paths(cfg)
     data = load_fit_data(cfg)
     formula, x, y = data.formula, data.x, data.y
     model = FormulaModel(formula, cfg.init)
@@ -134,51 +149,61 @@ def fit_command(
     if cfg.lr == "auto":
         found = find_fit_lr(cfg, model, xt, yt, (x[valid_idx], y[valid_idx]))
         cfg = replace(cfg, lr=found.suggestion, lr_found=found.describe())
-    run = RunDir(cfg.out or default_run_dir("fit"))
-    cfg = replace(cfg, out=str(run))  # config.json names its own folder, for resume
-    run.write_config(cfg.to_dict())
-    checkpointer = Checkpointer(
-        run.path / "checkpoints", parse_every(cfg.checkpoint_every), cfg.keep
-    )
-    say(
-        f"[bold]descent fit[/] {cfg.data}: {cfg.y} = {formula.text}, inputs "
-        f"{', '.join(formula.inputs)}, {len(yt)} rows"
-        + (f" (+{len(valid_idx)} held out)" if len(valid_idx) else "")
-        + (f", {len(data.dropped_rows)} dropped for missing values" if data.dropped_rows else "")
-    )
-    for name in formula.params:  # a misspelt column becomes a parameter: say so
-        close = difflib.get_close_matches(name, data.header, n=1, cutoff=0.75)
-        if close:
-            console.print(
-                f"[yellow]warning:[/] {name!r} is not a column, so it is fitted as a parameter; "
-                f"did you mean the column {close[0]!r}?"
+    run, cfg = start_run(
+        cfg, "fit", cfg.data, overwrite=overwrite, continuation=resume,
+        warn=lambda m: console.print(f"[yellow]warning:[/] {m}"),
+    )  # fmt: skip
+    try:
+        checkpointer = Checkpointer(
+            run.checkpoints, parse_every(cfg.checkpoint_every), cfg.keep, {"run_id": run.run_id}
+        )
+        say(
+            f"[bold]descent fit[/] {cfg.data}: {cfg.y} = {formula.text}, inputs "
+            f"{', '.join(formula.inputs)}, {len(yt)} rows"
+            + (f" (+{len(valid_idx)} held out)" if len(valid_idx) else "")
+            + (
+                f", {len(data.dropped_rows)} dropped for missing values"
+                if data.dropped_rows
+                else ""
             )
-    say("start: " + ", ".join(f"{k} = {v:.6g}" for k, v in model.values().items()))
-    if found is not None and cfg.plots:
-        save_figure(plot_lr_find(found), run.plots / "lr_find.png")
-        say(f"--lr auto: {found.describe()}; plot {run.plots / 'lr_find.png'}")
-    elif found is not None:
-        say(f"--lr auto: {found.describe()}")
-    say(_describe_solver(cfg))
-    curve = fit_curve(
-        model,
-        xt,
-        yt,
-        valid=(x[valid_idx], y[valid_idx]),
-        optimizer=cfg.optimizer,
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        epochs=cfg.epochs,
-        scale=cfg.scale,
-        schedule=cfg.schedule,
-        snapshot_x=_curve_x(x),
-        console=None if cfg.quiet else console,
-        callbacks=[checkpointer, *callbacks],
-        resume=resume,
-    )
-    if curve.fit_result.stopped == StopReason.INTERRUPTED:
-        console.print(checkpointer.note(run, curve.fit_result.message))
-    return _finish_fit(cfg, curve, formula, x, y, run, console)
+        )
+        for name in formula.params:  # a misspelt column becomes a parameter: say so
+            close = difflib.get_close_matches(name, data.header, n=1, cutoff=0.75)
+            if close:
+                console.print(
+                    f"[yellow]warning:[/] {name!r} is not a column, so it is fitted as a "
+                    f"parameter; did you mean the column {close[0]!r}?"
+                )
+        say("start: " + ", ".join(f"{k} = {v:.6g}" for k, v in model.values().items()))
+        if found is not None and cfg.plots:
+            save_figure(plot_lr_find(found), run.plot("lr_find.png"))
+            say(f"--lr auto: {found.describe()}; plot {run.plots / 'lr_find.png'}")
+        elif found is not None:
+            say(f"--lr auto: {found.describe()}")
+        say(_describe_solver(cfg))
+        with Finishing() as finishing:
+            curve = fit_curve(
+                model,
+                xt,
+                yt,
+                valid=(x[valid_idx], y[valid_idx]),
+                optimizer=cfg.optimizer,
+                lr=cfg.lr,
+                momentum=cfg.momentum,
+                epochs=cfg.epochs,
+                scale=cfg.scale,
+                schedule=cfg.schedule,
+                snapshot_x=_curve_x(x),
+                console=None if cfg.quiet else console,
+                callbacks=[checkpointer, *callbacks],
+                resume=None if resume is None else resume.checkpoint,
+            )
+            if curve.fit_result.stopped == StopReason.INTERRUPTED:
+                console.print(checkpointer.note(run, curve.fit_result.message))
+            return _finish_fit(cfg, curve, formula, x, y, run, console, finishing)
+    finally:
+        if resume is None:
+            run.close()
 
 
 def build_fit_learner(
@@ -220,16 +245,15 @@ def _describe_solver(cfg: FitConfig) -> str:
     )
 
 
-def _finish_fit(cfg, curve, formula, x, y, run, console) -> FitCommandResult:
+def _finish_fit(cfg, curve, formula, x, y, run, console, finishing) -> FitCommandResult:
+    """Write the run directory (model, metrics, parameters and summary first, then the
+    plots and the animation) and print the summary."""
     model, result = curve.model, curve.fit_result
+    for name in ("model.safetensors", "model.json"):
+        run.file(name)  # recorded as the run's before they are written
     save_model(model, run.path, y=cfg.y, inputs=formula.inputs)
     run.write_metrics(result.history)
     write_json(run.file("params.json"), {"params": curve.params, "stderr": curve.stderr})
-    plots = _fit_plots(run, curve, formula, x, y, cfg) if cfg.plots else []
-    if cfg.plots:
-        plots += schedule_plots(curve.learner, run)
-    if cfg.animate:
-        _animate(cfg.animate, curve.snapshots, x, y, formula, cfg)
     summary = {
         "formula": formula.text,
         "y": cfg.y,
@@ -253,11 +277,21 @@ def _finish_fit(cfg, curve, formula, x, y, run, console) -> FitCommandResult:
         "history": result.history.to_records(),
         "run_dir": str(run),
     }
-    write_json(run.file("summary.json"), summary)
-    if cfg.json:
-        write_json(cfg.json, summary)
+    write_summary(run, summary, cfg.json)  # a complete run before any plot is drawn
+
+    def drawings() -> list[Path]:
+        plots = []
+        if cfg.plots:
+            plots = _fit_plots(run, curve, formula, x, y, cfg) + schedule_plots(curve.learner, run)
+        if cfg.animate:
+            _animate(cfg.animate, curve.snapshots, x, y, formula, cfg)
+        return plots
+
+    plots = finishing.draw(drawings)
     _print_summary(console, curve, result, run, plots, cfg)
-    return FitCommandResult(curve, run, summary)
+    if finishing.signal is not None:
+        console.print(finishing.note())
+    return FitCommandResult(curve, run, summary, finishing.signal)
 
 
 def _print_summary(console, curve, result, run, plots, cfg):
@@ -324,45 +358,18 @@ def _fit_plots(run, curve, formula, x, y, cfg) -> list[Path]:
         ),
         "loss.png": plot_losses(result.history, title="loss (MSE)"),
     }
-    return [save_figure(fig, run.plots / name) for name, fig in figs.items()]
+    return [save_figure(fig, run.plot(name)) for name, fig in figs.items()]
 
 
 def _animate(path: str, snapshots, x, y, formula, cfg) -> None:
     """A GIF of the curve moving toward the data, one frame per snapshot."""
-    import matplotlib.animation as animation
-    from matplotlib.figure import Figure
-
     one = x.dim() == 1
-    cx = _curve_x(x) if one else torch.arange(len(y), dtype=y.dtype)
-    px = x if one else cx
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.subplots()
-    ax.scatter(px.numpy(), y.numpy(), s=12, color="tab:blue")
-    (line,) = ax.plot([], [], color="tab:red")
-    lo, hi = float(y.min()), float(y.max())
-    pad = 0.15 * (hi - lo or 1.0)
-    ax.set_ylim(lo - pad, hi + pad)
-    ax.set_xlabel(formula.inputs[0] if one else "row")
-    ax.set_ylabel(cfg.y)
-    title = ax.set_title("")
-
-    def draw(i):
-        epoch, preds = snapshots[i]
-        line.set_data(cx.numpy(), preds.numpy())
-        title.set_text(f"{cfg.y} = {formula.text}   step {epoch}")
-        return line, title
-
-    anim = animation.FuncAnimation(fig, draw, frames=len(snapshots), blit=False)
-    target = Path(path)
-    if target.suffix.lower() != ".gif":
-        raise ConfigError(f"--animate {path}: the animation is written as GIF; name it *.gif")
-    tmp = target.with_name(f".{target.name}.tmp.gif")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        anim.save(tmp, writer=animation.PillowWriter(fps=4))
-        atomic_write_bytes(target, tmp.read_bytes())
-    finally:
-        tmp.unlink(missing_ok=True)
+    curve_x = _curve_x(x) if one else torch.arange(len(y), dtype=y.dtype)
+    save_animation(
+        path, snapshots, x if one else curve_x, y, curve_x,
+        xlabel=formula.inputs[0] if one else "row", ylabel=cfg.y,
+        title=f"{cfg.y} = {formula.text}",
+    )  # fmt: skip
 
 
 __all__ = [

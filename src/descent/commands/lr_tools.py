@@ -14,18 +14,23 @@ from descent.commands.train import make_learner, prepare_data
 from descent.core.learner import Learner
 from descent.data.batches import random_split
 from descent.io.files import write_json
-from descent.io.rundir import RunDir, default_run_dir
+from descent.io.limits import check_memory
+from descent.io.rundir import RunDir, check_out, default_run_dir
 from descent.models.formula import FormulaModel
 from descent.options import (
     LR_FIND_END,
     LR_FIND_START,
     LR_FIND_STEPS,
     LR_SWEEP_EPOCHS,
-    check_at_least,
+    check_bounds,
 )
 from descent.report.plots import plot_lr_find, plot_sweep, save_figure
 from descent.tuning.lr_find import LRFindResult, lr_find
 from descent.tuning.sweep import SweepResult, lr_sweep
+
+# Tensors of a model's size per rate while lr-sweep trains: the copy, its gradient, its
+# step direction and two optimizer moments, and the last finite copy kept for divergence.
+SWEEP_COPIES = 6
 
 
 @dataclass
@@ -70,18 +75,23 @@ def lr_find_command(
     steps: int = LR_FIND_STEPS,
     out: str | None = None,
     console: Console | None = None,
+    overwrite: bool = False,
 ) -> LRToolResult:
-    """The range test (tuning/lr_find.py) on cfg's learner; writes lr_find.png and lr_find.json."""
+    """The range test (tuning/lr_find.py) on cfg's learner; writes lr_find.png and
+    lr_find.json into `out` (new or empty; `overwrite` replaces a previous descent run)."""
     console = console or Console(highlight=False, soft_wrap=True)
     check_options(cfg)
+    check_bounds("iterations", steps)
+    if out is not None:
+        check_out(out, overwrite)
     learner = _learner_for(cfg, 1e-3)
     result = lr_find(learner, start_lr=start_lr, end_lr=end_lr, steps=steps)
-    run = RunDir(out or default_run_dir("lr-find"))
-    plot = save_figure(
-        plot_lr_find(result, title=f"lr-find: {_what(cfg)}"), run.path / "lr_find.png"
-    )
-    summary = {"config": cfg.to_dict(), **result.to_json()}
-    write_json(run.file("lr_find.json"), summary)
+    with RunDir.create(out or default_run_dir("lr-find"), "lr-find", overwrite=overwrite) as run:
+        plot = save_figure(
+            plot_lr_find(result, title=f"lr-find: {_what(cfg)}"), run.file("lr_find.png")
+        )
+        summary = {"config": cfg.to_dict(), "run_id": run.run_id, **result.to_json()}
+        write_json(run.file("lr_find.json"), summary)
     console.print(f"[bold]descent lr-find[/] {_what(cfg)}")
     console.print(
         f"{len(result.lrs)} steps from {result.lrs[0]:.3g} to {result.lrs[-1]:.3g} "
@@ -91,7 +101,7 @@ def lr_find_command(
     for name, lr in result.suggestions.items():
         mark = "  <- suggested" if name == result.choice else ""
         console.print(f"  {name:<{width}}  {lr:.3g}{mark}", markup=False)
-    console.print(f"plot: {plot}   data: {run.file('lr_find.json')}")
+    console.print(f"plot: {plot}   data: {run.path / 'lr_find.json'}")
     console.print(f"use it: --lr {result.suggestion:.3g} (or --lr auto)")
     return LRToolResult(run, summary, find=result)
 
@@ -103,13 +113,24 @@ def lr_sweep_command(
     epochs: int = LR_SWEEP_EPOCHS,
     out: str | None = None,
     console: Console | None = None,
+    overwrite: bool = False,
 ) -> LRToolResult:
     """K copies of cfg's model trained at K rates at once (tuning/sweep.py); writes
-    sweep.png and sweep.json and prints each rate's losses."""
+    sweep.png and sweep.json into `out` (new or empty; `overwrite` replaces a previous
+    descent run) and prints each rate's losses."""
     console = console or Console(highlight=False, soft_wrap=True)
     check_options(cfg)
-    check_at_least("epochs", epochs)
+    check_bounds("epochs", epochs)
+    if out is not None:
+        check_out(out, overwrite)
     learner = _learner_for(cfg, 1e-3)
+    copy_bytes = sum(p.numel() * p.element_size() for p in learner.model.parameters())
+    check_memory(
+        copy_bytes * len(lrs) * SWEEP_COPIES,
+        f"lr-sweep with {len(lrs)} rates ({len(lrs)} copies of the model, each with its "
+        f"gradient, optimizer state and step, x{SWEEP_COPIES})",
+        "use fewer rates in --lrs",
+    )
     opt_name = cfg.optimizer if cfg.optimizer != "lm" else "sgd"
     opt_kwargs = {"momentum": cfg.momentum} if cfg.momentum else {}
     if isinstance(cfg, TrainConfig) and cfg.weight_decay:
@@ -125,10 +146,10 @@ def lr_sweep_command(
         opt_kwargs=opt_kwargs,
         metrics=learner.metrics,
     )
-    run = RunDir(out or default_run_dir("lr-sweep"))
-    plot = save_figure(plot_sweep(result), run.path / "sweep.png")
-    summary = {"config": cfg.to_dict(), **result.to_json()}
-    write_json(run.file("sweep.json"), summary)
+    with RunDir.create(out or default_run_dir("lr-sweep"), "lr-sweep", overwrite=overwrite) as run:
+        plot = save_figure(plot_sweep(result), run.file("sweep.png"))
+        summary = {"config": cfg.to_dict(), "run_id": run.run_id, **result.to_json()}
+        write_json(run.file("sweep.json"), summary)
     console.print(
         f"[bold]descent lr-sweep[/] {_what(cfg)}: {len(result.lrs)} rates at once, "
         f"{epochs} epochs, {result.seconds:.1f} s"
@@ -139,5 +160,5 @@ def lr_sweep_command(
         if result.best_lr is not None
         else "none (every rate diverged: try lower rates)"
     )
-    console.print(f"best: {best}   plot: {plot}   data: {run.file('sweep.json')}")
+    console.print(f"best: {best}   plot: {plot}   data: {run.path / 'sweep.json'}")
     return LRToolResult(run, summary, sweep=result)

@@ -15,8 +15,8 @@ import torch
 from descent.core.metrics import class_probabilities
 from descent.data.images import read_image_file
 from descent.data.preprocess import Preprocess
-from descent.errors import CheckpointError
 from descent.io.models import load_model
+from descent.io.schemas import check_classifier
 
 
 @dataclass
@@ -31,13 +31,8 @@ def predict_files(
     run_dir: str | Path, files: Sequence[str | Path], resize: bool = False
 ) -> list[Prediction]:
     model, desc = load_model(run_dir)
-    if "labels" not in desc or "preprocessing" not in desc:
-        raise CheckpointError(
-            f"{Path(run_dir) / 'model.json'}: not an image classifier (no labels or "
-            "preprocessing recorded); `descent predict` is for models made by `descent train`"
-        )
-    labels = list(desc["labels"])
-    pre = Preprocess.from_dict(desc["preprocessing"])
+    labels, preprocessing = check_classifier(desc, model, Path(run_dir) / "model.json")
+    pre = Preprocess.from_dict(preprocessing)
     images = torch.stack([read_image_file(f, pre.size, resize=resize) for f in files])  # (n, h, w)
     with torch.no_grad():
         probs = class_probabilities(model(pre.apply(images)))  # (n, k)

@@ -14,6 +14,14 @@ from descent.callbacks.checkpointer import Checkpointer
 from descent.callbacks.schedules import Schedule
 from descent.callbacks.stopping import EarlyStopping
 from descent.commands.config import TrainConfig, check_options
+from descent.commands.runs import (
+    Continuation,
+    Finishing,
+    check_outputs,
+    start_run,
+    with_absolute_paths,
+    write_summary,
+)
 from descent.core.events import Callback, StopReason
 from descent.core.learner import Learner
 from descent.core.losses import get_loss
@@ -31,10 +39,10 @@ from descent.data.deskew_choice import choose_deskew
 from descent.data.images import ImageData, load_images
 from descent.data.preprocess import Preprocess
 from descent.errors import ConfigError
-from descent.io.checkpoints import ResumeFrom, load_learner_state
-from descent.io.files import write_json
+from descent.io.checkpoints import load_learner_state
+from descent.io.limits import TRAINING_COPIES, check_memory, model_bytes
 from descent.io.models import save_model
-from descent.io.rundir import RunDir, default_run_dir
+from descent.io.rundir import RunDir
 from descent.models import MLP, PixelClassifier
 from descent.options import (
     CLASSIFIER_LOSSES,
@@ -66,6 +74,7 @@ class TrainResult:
     run_dir: RunDir
     model: torch.nn.Module
     summary: dict = field(default_factory=dict)
+    finish_signal: str | None = None  # a signal that came while the run wrote its files
 
 
 def choose_loss(cfg: TrainConfig, k: int) -> str:
@@ -87,10 +96,29 @@ def choose_loss(cfg: TrainConfig, k: int) -> str:
 
 
 def make_model(cfg: TrainConfig, n_pixels: int, n_outputs: int) -> torch.nn.Module:
-    if cfg.model == "linear":
-        return PixelClassifier(n_pixels, n_outputs, init_std=cfg.init_std, seed=cfg.seed)
+    """The model of cfg for images of n_pixels and n_outputs scores, refused before it
+    is allocated when it would not fit in memory while it trains."""
+    return _model_builder(cfg, n_pixels, n_outputs)()
+
+
+def _model_builder(cfg: TrainConfig, n_pixels: int, n_outputs: int):
+    """A function that builds cfg's model, once its memory is known to fit (ConfigError,
+    with the figures and the option to change, if not)."""
     check_choice("--model", cfg.model, IMAGE_MODELS)
-    return MLP(n_pixels, cfg.hidden, n_outputs, seed=cfg.seed)
+
+    def build() -> torch.nn.Module:
+        if cfg.model == "linear":
+            return PixelClassifier(n_pixels, n_outputs, init_std=cfg.init_std, seed=cfg.seed)
+        return MLP(n_pixels, cfg.hidden, n_outputs, seed=cfg.seed)
+
+    hidden = f" --hidden {cfg.hidden}" if cfg.model == "mlp" else ""
+    check_memory(
+        model_bytes(build) * TRAINING_COPIES,
+        f"--model {cfg.model}{hidden} on {n_pixels:,}-pixel images with {n_outputs} outputs "
+        f"(its parameters, gradients, optimizer state and copies, x{TRAINING_COPIES})",
+        "use a smaller --hidden" if cfg.model == "mlp" else "use smaller images or fewer --classes",
+    )
+    return build
 
 
 @dataclass
@@ -154,19 +182,25 @@ def train_command(
     cfg: TrainConfig,
     console: Console | None = None,
     *,
-    resume: ResumeFrom | None = None,
+    overwrite: bool = False,
+    resume: Continuation | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """`descent train`: load images, train, write the run directory, print the summary.
 
-    `resume` continues a run from a checkpoint (commands/resume.py); `callbacks`
-    are added to the learner's. `cfg.lr` "auto" runs the learning-rate finder first
-    (lr_find.py) and trains at its suggestion; config.json records the rate chosen."""
+    The run folder (cfg.out) must be new or empty; `overwrite` replaces a previous
+    descent run there (io/rundir.py). `resume` continues a run from a checkpoint
+    (commands/resume.py); `callbacks` are added to the learner's. `cfg.lr` "auto" runs
+    the learning-rate finder first (lr_find.py) and trains at its suggestion;
+    config.json records the rate chosen."""
     console = console or Console(highlight=False, soft_wrap=True)
     say = (lambda *a, **k: None) if cfg.quiet else console.print
     check_options(cfg)  # before any file is read or written
+    check_outputs(cfg, overwrite, resuming=resume is not None)
+    cfg = with_absolute_paths(cfg)
     td = prepare_data(cfg)
     data, labels, (h, w) = td.data, td.data.labels, td.data.size
+    _model_builder(cfg, h * w, td.n_outputs)  # its memory, before the run folder is made
     # config.json holds what was decided, not "auto" or None
     cfg = replace(cfg, deskew=td.pre.deskew, deskew_found=td.deskew_found or cfg.deskew_found)
     cfg = replace(cfg, epochs=cfg.max_epochs())
@@ -174,47 +208,53 @@ def train_command(
     if cfg.lr == "auto":
         found = lr_find(make_learner(cfg, td, 1e-3))
         cfg = replace(cfg, lr=found.suggestion, lr_found=found.describe())
-    run = RunDir(cfg.out or default_run_dir("train"))
-    cfg = replace(cfg, out=str(run))  # config.json names its own folder, for resume
-    run.write_config(cfg.to_dict())
-    say(
-        f"[bold]descent train[/] {data.source}: {len(td.train_x)} training and "
-        f"{len(td.valid_x)} validation images ({data.split}), {h}x{w}, "
-        f"classes {', '.join(labels)}"
-    )
-    if td.deskew_found:
-        say(f"deskew auto: {td.deskew_found}")
-    if found is not None:
-        save_figure(plot_lr_find(found), run.plots / "lr_find.png")
-        say(f"--lr auto: {found.describe()}; plot {run.plots / 'lr_find.png'}")
-    checkpointer = Checkpointer(
-        run.path / "checkpoints", parse_every(cfg.checkpoint_every), cfg.keep
-    )
-    callbacks = [checkpointer, *callbacks]
-    if cfg.schedule != "constant":
-        callbacks.append(Schedule(cfg.schedule))
-    patience = cfg.early_stopping_patience()
-    if patience > 0:
-        callbacks.append(EarlyStopping(patience=patience))
-    if not cfg.quiet:
-        callbacks.append(ProgressDisplay(console))
-    learner = make_learner(cfg, td, cfg.lr, callbacks)
-    say(
-        f"model {learner.model!r}, loss {td.loss}, {cfg.optimizer} lr {cfg.lr:g}"
-        + (f" ({cfg.schedule} schedule)" if cfg.schedule != "constant" else "")
-        + (", no early stopping" if cfg.patience is None and patience == 0 else "")
-        + f", batch {cfg.batch_size}"
-        + (", deskewed" if cfg.deskew else ", raw pixels")
-    )
-    epochs = epochs_for(cfg, len(learner.train_batches))
-    if cfg.steps is not None:
-        say(f"{cfg.steps} steps = {epochs} epochs of {len(learner.train_batches)} batches")
-    if resume is not None:
-        load_learner_state(learner, resume)
-    result = learner.fit(epochs)
-    if result.stopped == StopReason.INTERRUPTED:
-        console.print(checkpointer.note(run, result.message))
-    return finish_train(cfg, learner, result, data, td.pre, td.loss, run, console)
+    run, cfg = start_run(
+        cfg, "train", cfg.source, overwrite=overwrite, continuation=resume,
+        warn=lambda m: console.print(f"[yellow]warning:[/] {m}"),
+    )  # fmt: skip
+    try:
+        say(
+            f"[bold]descent train[/] {data.source}: {len(td.train_x)} training and "
+            f"{len(td.valid_x)} validation images ({data.split}), {h}x{w}, "
+            f"classes {', '.join(labels)}"
+        )
+        if td.deskew_found:
+            say(f"deskew auto: {td.deskew_found}")
+        if found is not None:
+            save_figure(plot_lr_find(found), run.plot("lr_find.png"))
+            say(f"--lr auto: {found.describe()}; plot {run.plots / 'lr_find.png'}")
+        checkpointer = Checkpointer(
+            run.checkpoints, parse_every(cfg.checkpoint_every), cfg.keep, {"run_id": run.run_id}
+        )
+        callbacks = [checkpointer, *callbacks]
+        if cfg.schedule != "constant":
+            callbacks.append(Schedule(cfg.schedule))
+        patience = cfg.early_stopping_patience()
+        if patience > 0:
+            callbacks.append(EarlyStopping(patience=patience))
+        if not cfg.quiet:
+            callbacks.append(ProgressDisplay(console))
+        learner = make_learner(cfg, td, cfg.lr, callbacks)
+        say(
+            f"model {learner.model!r}, loss {td.loss}, {cfg.optimizer} lr {cfg.lr:g}"
+            + (f" ({cfg.schedule} schedule)" if cfg.schedule != "constant" else "")
+            + (", no early stopping" if cfg.patience is None and patience == 0 else "")
+            + f", batch {cfg.batch_size}"
+            + (", deskewed" if cfg.deskew else ", raw pixels")
+        )
+        epochs = epochs_for(cfg, len(learner.train_batches))
+        if cfg.steps is not None:
+            say(f"{cfg.steps} steps = {epochs} epochs of {len(learner.train_batches)} batches")
+        if resume is not None:
+            load_learner_state(learner, resume.checkpoint)
+        with Finishing() as finishing:
+            result = learner.fit(epochs)
+            if result.stopped == StopReason.INTERRUPTED:
+                console.print(checkpointer.note(run, result.message))
+            return finish_train(cfg, learner, result, td, run, console, finishing)
+    finally:
+        if resume is None:
+            run.close()
 
 
 def _opt_kwargs(cfg: TrainConfig) -> dict:
@@ -230,33 +270,32 @@ def finish_train(
     cfg: TrainConfig,
     learner: Learner,
     result: FitResult,
-    data: ImageData,
-    pre: Preprocess,
-    loss: str,
+    td: TrainData,
     run: RunDir,
     console: Console,
+    finishing: Finishing,
 ) -> TrainResult:
-    """Evaluate the kept parameters, write the run directory, print the summary."""
-    model, labels = learner.model, data.labels
-    valid_x = pre.apply(data.valid_x)
-    scores = scores_of(model, valid_x)
+    """Evaluate the kept parameters, write the run directory (model, metrics and summary
+    first, then the plots), print the summary."""
+    model, data, labels = learner.model, td.data, td.data.labels
+    scores = scores_of(model, td.valid_x)
     k = len(labels)
-    if len(valid_x):
+    if len(td.valid_x):
         cm = confusion_matrix(scores, data.valid_y, k)
-        accuracy = float(cm.diag().sum()) / len(valid_x)
+        accuracy = float(cm.diag().sum()) / len(td.valid_x)
         per_class = dict(zip(labels, per_class_accuracy(cm).tolist(), strict=True))
     else:
         cm, accuracy, per_class = torch.zeros(k, k, dtype=torch.long), None, {}
-    save_model(model, run.path, labels=labels, preprocessing=pre.to_dict(), loss=loss)
+    for name in ("model.safetensors", "model.json"):
+        run.file(name)  # recorded as the run's before they are written
+    save_model(model, run.path, labels=labels, preprocessing=td.pre.to_dict(), loss=td.loss)
     run.write_metrics(result.history)
-    plots = _train_plots(run, model, data, valid_x, scores, cm, labels, result, loss)
-    plots += schedule_plots(learner, run)
     summary = {
         "source": data.source,
         "split": data.split,
         "labels": labels,
         "model": model.kind,
-        "loss": loss,
+        "loss": td.loss,
         "optimizer": cfg.optimizer,
         "lr": cfg.lr,
         "lr_found": cfg.lr_found,
@@ -271,15 +310,22 @@ def finish_train(
         "seconds": result.seconds,
         "history": result.history.to_records(),
         "run_dir": str(run),
-        "plots": [str(p) for p in plots],
+        "plots": [],
     }
-    write_json(run.file("summary.json"), summary)
-    if cfg.json:
-        write_json(cfg.json, summary)
+    write_summary(run, summary, cfg.json)  # a complete run before any plot is drawn
+    plots = finishing.draw(
+        lambda: (
+            _train_plots(run, model, data, td.valid_x, scores, cm, labels, result, td.loss)
+            + schedule_plots(learner, run)
+        )
+    )
+    if plots:
+        summary["plots"] = [str(p) for p in plots]
+        write_summary(run, summary, cfg.json)
     acc_text = "n/a (no validation set)" if accuracy is None else f"{accuracy:.4f}"
     best = f", best epoch {result.best_epoch}" if result.best_epoch else ""
     console.print(
-        f"\n[bold]Summary[/]: valid_accuracy {acc_text} ({len(valid_x)} images{best}); "
+        f"\n[bold]Summary[/]: valid_accuracy {acc_text} ({len(td.valid_x)} images{best}); "
         f"stopped: {result.stopped} after {result.epochs} epochs, {result.seconds:.1f} s"
     )
     if per_class:
@@ -290,7 +336,11 @@ def finish_train(
     if made := run.plot_listing(plots):
         console.print(f"  plots: {run.plots}/ {made}")
     console.print(f"  predict: descent predict {run} IMAGE.png ...")
-    return TrainResult(result, accuracy, per_class, cm.tolist(), labels, run, model, summary)
+    if finishing.signal is not None:
+        console.print(finishing.note())
+    return TrainResult(
+        result, accuracy, per_class, cm.tolist(), labels, run, model, summary, finishing.signal
+    )
 
 
 def _train_plots(run, model, data, valid_x, scores, cm, labels, result, loss) -> list[Path]:
@@ -313,7 +363,7 @@ def _train_plots(run, model, data, valid_x, scores, cm, labels, result, loss) ->
         figs["accuracy.png"] = plot_metric(result.history, "valid_accuracy", "validation accuracy")
         figs["confusion.png"] = plot_confusion(cm, labels)
         figs["mistakes.png"] = _mistakes_figure(scores, data.valid_y, data.valid_x, labels)
-    return [save_figure(fig, run.plots / name) for name, fig in figs.items()]
+    return [save_figure(fig, run.plot(name)) for name, fig in figs.items()]
 
 
 def _mistakes_figure(scores, targets, images, labels, n: int = 12):
@@ -328,4 +378,7 @@ def _mistakes_figure(scores, targets, images, labels, n: int = 12):
         f"({float(probs[i, pred[i]]):.2f})"
         for i in order
     ]
-    return plot_image_grid(images[order], titles, "validation images it got most wrong")
+    what = {0: "no validation image was wrong", 1: "the validation image it got wrong"}
+    return plot_image_grid(
+        images[order], titles, what.get(len(order), "validation images it got most wrong")
+    )

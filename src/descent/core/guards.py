@@ -65,9 +65,21 @@ class DivergenceGuard(Callback):
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.first = state["first"]
-        self._cur = [t.clone() for t in state["cur"]]
-        self._prev = None if state["prev"] is None else [t.clone() for t in state["prev"]]
+        first, cur, prev = state["first"], state["cur"], state["prev"]
+        shapes = [p.shape for p in self._params]
+
+        def snapshot_ok(ts: object) -> bool:
+            return isinstance(ts, list) and [getattr(t, "shape", None) for t in ts] == shapes
+
+        if not (first is None or isinstance(first, float)) or not snapshot_ok(cur):
+            raise TypeError("first must be a number or null, cur the parameters' snapshot")
+        if not (prev is None or snapshot_ok(prev)):
+            raise TypeError("prev must be null or the parameters' snapshot")
+        if not all(type(state[k]) is int for k in ("cur_epoch", "prev_epoch")):
+            raise TypeError("cur_epoch and prev_epoch must be integers")
+        self.first = first
+        self._cur = [t.clone() for t in cur]
+        self._prev = None if prev is None else [t.clone() for t in prev]
         self._cur_epoch, self._prev_epoch = state["cur_epoch"], state["prev_epoch"]
 
     def after_epoch(self) -> None:

@@ -15,6 +15,12 @@ import torch
 from descent.core.events import RESUMABLE, Callback, CancelFit, StopReason
 from descent.core.history import History
 from descent.core.rng import rng_state, set_rng_state
+from descent.errors import CheckpointError
+
+# What a callback's load_state_dict or set_rng_state raises for a state that is not one
+# it wrote (a checkpoint edited by hand): the fit refuses it as a CheckpointError.
+BAD_STATE = (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError,
+             RuntimeError)  # fmt: skip
 
 
 class LearnerState:
@@ -22,6 +28,7 @@ class LearnerState:
     and restore it with everything else (a base class: the loop is in learner.py)."""
 
     _pending_state: dict | None = None
+    _pending_source: object = "the checkpoint"
 
     def reset_position(self) -> None:
         """A fresh run: no epoch done, no step taken, an empty history."""
@@ -53,9 +60,10 @@ class LearnerState:
             "stop_message": self.stop_message,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, source: object = "the checkpoint") -> None:
         """Take a state_dict: parameters, optimizer and position at once, the
-        callbacks' states when the next fit has run their before_fit."""
+        callbacks' states when the next fit has run their before_fit. `source` (the
+        checkpoint's file) names it when a callback refuses its state."""
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.history = History(state["history"])
@@ -66,7 +74,7 @@ class LearnerState:
         self.best_epoch = state["best_epoch"]
         if self.history.rows:
             self.record = dict(self.history.rows[-1])
-        self._pending_state = state
+        self._pending_state, self._pending_source = state, source
 
     def apply_pending_state(self) -> None:
         """Give the callbacks and the RNGs their checkpointed states (once, at the
@@ -76,10 +84,18 @@ class LearnerState:
         if state is None:
             return
         names = callback_keys(self.callbacks)
-        for key, cb in zip(names, self.callbacks, strict=True):
-            if key in state["callbacks"]:
-                cb.load_state_dict(state["callbacks"][key])
-        set_rng_state(state["rng"])
+        key = "rng"
+        try:
+            for key, cb in zip(names, self.callbacks, strict=True):  # noqa: B007
+                if key in state["callbacks"]:
+                    cb.load_state_dict(state["callbacks"][key])
+            key = "rng"
+            set_rng_state(state["rng"])
+        except BAD_STATE as e:
+            raise CheckpointError(
+                f"{self._pending_source}: the state of {key} does not fit this run ({e}); "
+                "it was not written by descent"
+            ) from None
         stopped = state["stopped"]
         if stopped is not None and stopped not in RESUMABLE:
             raise CancelFit(stopped, state["stop_message"])

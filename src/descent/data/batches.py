@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import torch
 
 from descent.errors import ConfigError, DataError
-from descent.options import check_at_least, check_valid_pct
+from descent.options import check_bounds, check_valid_pct
 
 
 class Batches:
@@ -42,7 +42,7 @@ class Batches:
             raise DataError("no samples to train on")
         n = len(x)
         if batch_size is not None:
-            check_at_least("batch_size", batch_size)
+            check_bounds("batch_size", batch_size)
         self.x, self.y, self.n, self.seed = x, y, n, seed
         self.batch_size = n if batch_size is None else min(batch_size, n)
         self.shuffle = self.batch_size < n if shuffle is None else shuffle

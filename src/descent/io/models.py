@@ -14,6 +14,8 @@ import torch
 
 from descent.errors import CheckpointError, DescentError
 from descent.io.files import atomic_write_bytes, read_json, write_json
+from descent.io.limits import LOADING_COPIES, check_memory
+from descent.io.schemas import check_model_args, matches
 from descent.models import MODEL_KINDS
 
 MODEL_FORMAT = "descent-model"
@@ -88,7 +90,10 @@ def save_model(model: torch.nn.Module, folder: str | Path, **meta: Any) -> Path:
 
 
 def build_model(desc: dict, source: Path) -> torch.nn.Module:
-    """A fresh model from a model.json description (parameters not loaded)."""
+    """A fresh model from a model.json description (parameters not loaded), checked
+    first: format, version, kind, constructor arguments (types and bounds), dtype, and
+    the tensor shapes they give against those recorded. The shapes come from a build on
+    the meta device, so an absurd size is refused before anything is allocated."""
     if not isinstance(desc, dict) or desc.get("format") != MODEL_FORMAT:
         raise CheckpointError(
             f'{source}: not a descent model description (expected "format": "{MODEL_FORMAT}")'
@@ -96,29 +101,56 @@ def build_model(desc: dict, source: Path) -> torch.nn.Module:
     version = desc.get("version")
     if version != MODEL_VERSION:
         raise CheckpointError(
-            f"{source}: model format version {version!r}; this descent reads version "
+            f"{source}: model format version {version!r:.20}; this descent reads version "
             f"{MODEL_VERSION} (upgrade descent, or retrain)"
         )
     kind = desc.get("kind")
-    if kind not in MODEL_KINDS:
+    if not isinstance(kind, str) or kind not in MODEL_KINDS:
         raise CheckpointError(
-            f"{source}: unknown model kind {kind!r}; known: {', '.join(MODEL_KINDS)}"
+            f"{source}: unknown model kind {kind!r:.40}; known: {', '.join(MODEL_KINDS)}"
         )
-    args = desc.get("args")
+    cls = MODEL_KINDS[kind]
+    args = check_model_args(cls, desc.get("args"), source)
+    dtype = getattr(torch, str(desc.get("dtype", "float32")), None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise CheckpointError(f"{source}: field 'dtype': unknown dtype {desc.get('dtype')!r:.40}")
+    recorded = desc.get("tensors")
+    if not matches(recorded, dict[str, list[int]]):
+        raise CheckpointError(f"{source}: field 'tensors' must map names to shapes (lists of ints)")
+
+    def build() -> torch.nn.Module:
+        return cls(**args).to(dtype)
+
     try:
-        model = MODEL_KINDS[kind](**args)
-    except (TypeError, ValueError, DescentError) as e:
+        with torch.device("meta"):  # shapes without allocating
+            meta = build().state_dict()
+    except (TypeError, ValueError, RuntimeError, OverflowError, DescentError) as e:
         raise CheckpointError(
             f"{source}: cannot rebuild the {kind} model from its args: {e}"
         ) from None
-    dtype = getattr(torch, str(desc.get("dtype", "float32")), None)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise CheckpointError(f"{source}: unknown dtype {desc.get('dtype')!r}")
-    return model.to(dtype)
+    shapes = {k: list(v.shape) for k, v in meta.items()}
+    need = sum(v.numel() * v.element_size() for v in meta.values()) * LOADING_COPIES
+    if shapes != recorded:
+        raise CheckpointError(
+            f"{source}: field 'tensors' {_shapes(recorded)} does not match the shapes its args "
+            f"give, {_shapes(shapes)}"
+        )
+    check_memory(need, f"{source}: the {kind} model", "it cannot be loaded here", CheckpointError)
+    try:
+        return build()
+    except (TypeError, ValueError, RuntimeError, DescentError) as e:
+        raise CheckpointError(
+            f"{source}: cannot rebuild the {kind} model from its args: {e}"
+        ) from None
+
+
+def _shapes(shapes: dict) -> str:
+    return ", ".join(f"{k} {tuple(v)}" for k, v in list(shapes.items())[:6]) or "none"
 
 
 def load_state_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
-    """Copy `tensors` into `model`, refusing missing, extra or misshapen tensors."""
+    """Copy `tensors` into `model`, refusing missing, extra, misshapen or non-finite
+    tensors (a model with NaN weights would only ever predict NaN)."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
@@ -133,6 +165,12 @@ def load_state_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], so
                 f"{source}: tensor {name!r} has shape {tuple(value.shape)}, the model needs "
                 f"{tuple(expected[name].shape)}"
             )
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(
+                f"{source}: tensor {name!r} holds {bad:,} values that are NaN or infinite; "
+                "a model with them cannot predict (retrain, or resume from an earlier checkpoint)"
+            )
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
 
 
@@ -144,7 +182,7 @@ def load_model(folder: str | Path) -> tuple[torch.nn.Module, dict]:
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such run directory")
-    desc = read_json(folder / "model.json", "model description")
+    desc = read_json(folder / "model.json", "model description", max_bytes=16 * 2**20)
     model = build_model(desc, folder / "model.json")
     tensors = load_tensors(folder / "model.safetensors", "model file")
     load_state_into(model, tensors, folder / "model.safetensors")

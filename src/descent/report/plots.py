@@ -39,6 +39,54 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     return path
 
 
+def save_animation(
+    path: str | Path,
+    snapshots: Sequence[tuple[int, torch.Tensor]],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    curve_x: torch.Tensor,
+    *,
+    xlabel: str = "x",
+    ylabel: str = "y",
+    title: str = "",
+) -> Path:
+    """A GIF of the curve (predictions on curve_x) moving toward the data points (x, y),
+    one frame per snapshot (step, predictions), written atomically."""
+    import matplotlib.animation as animation
+
+    from descent.errors import ConfigError
+
+    target = Path(path)
+    if target.suffix.lower() != ".gif":
+        raise ConfigError(f"--animate {path}: the animation is written as GIF; name it *.gif")
+    fig = _figure(6, 4)
+    ax = fig.subplots()
+    ax.scatter(_np(x), _np(y), s=12, color="tab:blue")
+    (line,) = ax.plot([], [], color="tab:red")
+    lo, hi = float(y.min()), float(y.max())
+    pad = 0.15 * (hi - lo or 1.0)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    text = ax.set_title("")
+
+    def draw(i):
+        step, preds = snapshots[i]
+        line.set_data(_np(curve_x), _np(preds))
+        text.set_text(f"{title}   step {step}")
+        return line, text
+
+    anim = animation.FuncAnimation(fig, draw, frames=len(snapshots), blit=False)
+    tmp = target.with_name(f".{target.name}.tmp.gif")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        anim.save(tmp, writer=animation.PillowWriter(fps=4))
+        atomic_write_bytes(target, tmp.read_bytes())
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
 def plot_fit(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -186,11 +234,13 @@ def plot_confusion(confusion: torch.Tensor, labels: Sequence[str]) -> Figure:
 
 
 def plot_image_grid(images: torch.Tensor, titles: Sequence[str], suptitle: str = "") -> Figure:
-    """Greyscale uint8 images (n, h, w) in a grid with a title each."""
+    """Greyscale uint8 images (n, h, w) in a grid with a title each; the figure is wide
+    enough for `suptitle` whatever n is (one image is a narrow column)."""
     n = len(images)
     cols = min(max(n, 1), 6)
     rows = max(-(-n // cols), 1)
-    fig = _figure(1.9 * cols, 2.1 * rows)
+    # ~0.11 in per character of a 12 pt title, plus margins
+    fig = _figure(max(1.9 * cols, 0.11 * len(suptitle) + 0.5), 2.1 * rows)
     axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -222,7 +272,7 @@ def schedule_plots(learner, run) -> list:
     for cb in learner.callbacks:
         if isinstance(cb, Schedule) and cb.lrs:
             fig = plot_schedule(cb.lrs, cb.momenta, title=f"{cb.kind} schedule")
-            return [save_figure(fig, run.plots / "schedule.png")]
+            return [save_figure(fig, run.plot("schedule.png"))]
     return []
 
 

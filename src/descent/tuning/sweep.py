@@ -46,7 +46,7 @@ from descent.core.metrics import Metric, get_metric
 from descent.core.optim import make_optimizer
 from descent.data.batches import Batches
 from descent.errors import ConfigError
-from descent.options import SWEEP_OPTIMIZERS, check_at_least
+from descent.options import AT_MOST, SWEEP_OPTIMIZERS, check_bounds
 
 DIVERGENCE_FACTOR = 1e4  # DivergenceGuard's factor; here x the copy's best earlier epoch
 ADAMW_WEIGHT_DECAY = 0.01  # torch.optim.AdamW's default
@@ -56,19 +56,33 @@ def parse_lrs(text: str) -> list[float]:
     """'1e-3:10:16' -> 16 rates log-spaced from 1e-3 to 10 (both included);
     '0.01,0.1,1' -> those rates."""
     example = "use LO:HI:K (e.g. --lrs 1e-3:10:16) or a list (e.g. --lrs 0.01,0.1,1)"
+    most = int(AT_MOST["rates"])
     try:
         if ":" in text:
             lo_s, hi_s, k_s = text.split(":")
             lo, hi, k = float(lo_s), float(hi_s), int(k_s)
             if not (0 < lo < hi < math.inf) or k < 2:
                 raise ValueError
+            _check_count(text, k, most)
             return [lo * (hi / lo) ** (i / (k - 1)) for i in range(k)]
         lrs = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"--lrs {text!r}: {example}") from None
     if not lrs or not all(0 < v < math.inf for v in lrs):
         raise ConfigError(f"--lrs {text!r}: rates must be positive numbers; {example}")
+    _check_count(text, len(lrs), most)
     return lrs
+
+
+def _check_count(text: str, k: int, most: int) -> None:
+    """K copies of the model train at once: refuse more than `most` before any is made."""
+    if k > most:
+        what = f"--lrs {text!r}" if text else "lrs"
+        raise ConfigError(
+            f"{what} asks for {k:,} rates; lr-sweep trains at most {most:,} copies "
+            f"at once (each holds the model and its optimizer state): use fewer, e.g. "
+            "--lrs 1e-4:1:32"
+        )
 
 
 @dataclass
@@ -180,7 +194,8 @@ def lr_sweep(
     lrs = [float(v) for v in lrs]
     if not lrs or not all(0 < v < math.inf for v in lrs):
         raise ConfigError(f"--lrs must be one or more positive numbers, got {lrs}")
-    check_at_least("epochs", epochs)
+    _check_count("", len(lrs), int(AT_MOST["rates"]))
+    check_bounds("epochs", epochs)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     if not names:
         raise ConfigError("lr-sweep: the model has no trainable parameters")
