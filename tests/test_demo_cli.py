@@ -88,6 +88,26 @@ def test_help_and_usage_errors_do_not_import_torch():
     assert proc.returncode == 0, proc.stderr
 
 
+def test_the_program_skips_the_last_garbage_collection_and_main_does_not(tmp_path):
+    # console_main (the `descent` program) freezes what is alive so that the exit's
+    # collection does not walk it; main (tests, notebooks) leaves the collector alone
+    csv = tmp_path / "d.csv"
+    csv.write_text("t,y\n" + "".join(f"{t},{t * t + t % 3}\n" for t in range(20)))
+    args = ["fit", str(csv), "--model", "a*t**2 + c", "--y", "y", "--no-plots", "-q", "--out"]
+    code = (
+        "import gc, sys\n"
+        "from descent.cli import console_main, main\n"
+        f"assert main({args + [str(tmp_path / 'a')]!r}) == 0\n"
+        "assert gc.get_freeze_count() == 0\n"
+        f"sys.argv = ['descent', *{args + [str(tmp_path / 'b')]!r}]\n"
+        "assert console_main() == 0\n"
+        "assert gc.get_freeze_count() > 100_000, gc.get_freeze_count()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "b" / "params.json").is_file()
+
+
 def test_explain_prints_the_seven_steps(capsys):
     assert main(["explain"]) == 0
     out = capsys.readouterr().out
