@@ -88,13 +88,23 @@ def test_help_and_usage_errors_do_not_import_torch():
     assert proc.returncode == 0, proc.stderr
 
 
-def test_the_program_skips_the_last_garbage_collection_and_main_does_not(tmp_path):
-    # console_main (the `descent` program) freezes what is alive so that the exit's
-    # collection does not walk it; main (tests, notebooks) leaves the collector alone
+def test_the_program_keeps_the_collector_off_what_lives_until_exit(tmp_path):
+    # console_main (the `descent` program) freezes what is alive once torch is imported
+    # (after the options are parsed) and at the end; main (tests, notebooks) does not
     csv = tmp_path / "d.csv"
     csv.write_text("t,y\n" + "".join(f"{t},{t * t + t % 3}\n" for t in range(20)))
     args = ["fit", str(csv), "--model", "a*t**2 + c", "--y", "y", "--no-plots", "-q", "--out"]
-    code = (
+    help_code = (
+        "import gc, sys\n"
+        "from descent.cli import console_main\n"
+        "sys.argv = ['descent', 'fit', '--help']\n"
+        "try:\n"
+        "    console_main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "assert 'torch' not in sys.modules and gc.get_freeze_count() == 0\n"
+    )
+    fit_code = (
         "import gc, sys\n"
         "from descent.cli import console_main, main\n"
         f"assert main({args + [str(tmp_path / 'a')]!r}) == 0\n"
@@ -103,9 +113,18 @@ def test_the_program_skips_the_last_garbage_collection_and_main_does_not(tmp_pat
         "assert console_main() == 0\n"
         "assert gc.get_freeze_count() > 100_000, gc.get_freeze_count()\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    for code in (help_code, fit_code):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "b" / "params.json").is_file()
+
+
+def test_before_run_is_called_once_the_options_are_parsed(tmp_path, capsys):
+    calls = []
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"], before_run=lambda: calls.append("help"))
+    assert main(["explain"], before_run=lambda: calls.append("explain")) == 0
+    assert calls == ["explain"]
 
 
 def test_explain_prints_the_seven_steps(capsys):
