@@ -214,7 +214,7 @@ def train_command(
     result = learner.fit(epochs)
     if result.stopped == StopReason.INTERRUPTED:
         console.print(checkpointer.note(run, result.message))
-    return finish_train(cfg, learner, result, data, td.pre, td.loss, run, console)
+    return finish_train(cfg, learner, result, td, run, console)
 
 
 def _opt_kwargs(cfg: TrainConfig) -> dict:
@@ -230,15 +230,13 @@ def finish_train(
     cfg: TrainConfig,
     learner: Learner,
     result: FitResult,
-    data: ImageData,
-    pre: Preprocess,
-    loss: str,
+    td: TrainData,
     run: RunDir,
     console: Console,
 ) -> TrainResult:
     """Evaluate the kept parameters, write the run directory, print the summary."""
+    data, pre, loss, valid_x = td.data, td.pre, td.loss, td.valid_x  # valid_x preprocessed
     model, labels = learner.model, data.labels
-    valid_x = pre.apply(data.valid_x)
     scores = scores_of(model, valid_x)
     k = len(labels)
     if len(valid_x):
