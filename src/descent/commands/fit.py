@@ -225,11 +225,6 @@ def _finish_fit(cfg, curve, formula, x, y, run, console) -> FitCommandResult:
     save_model(model, run.path, y=cfg.y, inputs=formula.inputs)
     run.write_metrics(result.history)
     write_json(run.file("params.json"), {"params": curve.params, "stderr": curve.stderr})
-    plots = _fit_plots(run, curve, formula, x, y, cfg) if cfg.plots else []
-    if cfg.plots:
-        plots += schedule_plots(curve.learner, run)
-    if cfg.animate:
-        _animate(cfg.animate, curve.snapshots, x, y, formula, cfg)
     summary = {
         "formula": formula.text,
         "y": cfg.y,
@@ -256,11 +251,19 @@ def _finish_fit(cfg, curve, formula, x, y, run, console) -> FitCommandResult:
     write_json(run.file("summary.json"), summary)
     if cfg.json:
         write_json(cfg.json, summary)
-    _print_summary(console, curve, result, run, plots, cfg)
+    _print_summary(console, curve, result, run, cfg)
+    # The figures come after the numbers: drawing them takes longer than the fit.
+    plots = _fit_plots(run, curve, formula, x, y, cfg) if cfg.plots else []
+    if cfg.plots:
+        plots += schedule_plots(curve.learner, run)
+    if made := run.plot_listing(plots):
+        console.print(f"  plots: {run.plots}/ {made}")
+    if cfg.animate:
+        _animate(cfg.animate, curve.snapshots, x, y, formula, cfg)
     return FitCommandResult(curve, run, summary)
 
 
-def _print_summary(console, curve, result, run, plots, cfg):
+def _print_summary(console, curve, result, run, cfg):
     say = console.print
     params, stderr, note, rss, r2 = (
         curve.params,
@@ -293,8 +296,6 @@ def _print_summary(console, curve, result, run, plots, cfg):
         f"stopped: {result.stopped} - {result.message}"
     )
     say(f"  run: {run}/ {run.listing()}")
-    if made := run.plot_listing(plots):
-        say(f"  plots: {run.plots}/ {made}")
 
 
 def _fit_plots(run, curve, formula, x, y, cfg) -> list[Path]:
