@@ -110,7 +110,7 @@ OWNERS = [
     ("matplotlib", "matplotlib"),
 ]
 # Otherwise the nearest of these packages among the module and its importers.
-PACKAGES = ["torch", "descent", "rich", "safetensors", "PIL", "numpy"]
+PACKAGES = ["torch", "descent", "rich", "safetensors", "PIL", "numpy", "pyarrow", "pandas"]
 
 
 def import_groups(importtime: str) -> dict[str, float]:
