@@ -1,5 +1,6 @@
 """The demo as a subprocess, and the CLI's basics."""
 
+import importlib
 import json
 import subprocess
 import sys
@@ -122,9 +123,14 @@ def test_the_program_keeps_the_collector_off_what_lives_until_exit(tmp_path):
 def test_before_run_is_called_once_the_options_are_parsed(tmp_path, capsys):
     calls = []
     with pytest.raises(SystemExit):
-        main(["fit", "--help"], before_run=lambda: calls.append("help"))
-    assert main(["explain"], before_run=lambda: calls.append("explain")) == 0
+        main(["fit", "--help"], before_run=lambda args: calls.append("help"))
+    assert main(["explain"], before_run=lambda args: calls.append(args.command)) == 0
     assert calls == ["explain"]
+    # console_main imports commands/NAME.py for cli/NAME.py: every one must exist
+    from descent.cli import COMMANDS
+
+    for cli_module in COMMANDS:
+        importlib.import_module(cli_module.__name__.replace("descent.cli.", "descent.commands."))
 
 
 def test_explain_prints_the_seven_steps(capsys):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -53,17 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(
-    argv: Sequence[str] | None = None, *, before_run: Callable[[], object] | None = None
+    argv: Sequence[str] | None = None,
+    *,
+    before_run: Callable[[argparse.Namespace], object] | None = None,
 ) -> int:
-    """Parse the options and run the command; returns the exit status. `before_run` is
-    called once the options are parsed, before the command runs (console_main's)."""
+    """Parse the options and run the command; returns the exit status. `before_run(args)`
+    is called once the options are parsed, before the command runs (console_main's)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return ExitStatus.BAD_INPUT
     if before_run is not None:
-        before_run()
+        before_run(args)
     try:
         return args.run(args)
     except DescentError as e:
@@ -80,21 +83,23 @@ def console_main() -> int:
     """The `descent` program (and `python -m descent`): `main`, with the garbage
     collector kept off the objects that live until the process ends.
 
-    Importing torch makes ~150,000 objects that live until exit. Every full collection
-    walks them again (0.1-0.3 s each here, one or more in a small job), and so does the
-    interpreter's last collection at exit (0.4 s after `import torch` alone, 0.7-1 s after
-    a fit or a train): more than a small job's own work. gc.freeze() takes what is alive
-    out of the collector's reach: once torch is imported (every command imports it;
-    --help and a bad option end before), and when the command is done. Python never
+    Importing torch and a command's modules (pyarrow, rich, ...) makes ~200,000 objects
+    that live until exit. Every full collection walks them again (0.1-0.3 s each here,
+    one or more in a small job), and so does the interpreter's last collection at exit
+    (0.4 s after `import torch` alone, 0.7-1 s after a fit or a train): more than a
+    small job's own work. gc.freeze() takes what is alive out of the collector's reach:
+    once the command's module is imported (after the options are parsed: --help and a
+    bad option end before, torch-free), and when the command is done. Python never
     promised finalizers of objects alive at exit; atexit handlers and the flushing of
     stdout and stderr still run. Not in `main`: a process that goes on after it (a test,
     a notebook) keeps its collector as it is."""
-    status = main(before_run=_freeze_after_torch)
+    status = main(before_run=_import_command_then_freeze)
     gc.freeze()
     return status
 
 
-def _freeze_after_torch() -> None:
-    import torch  # noqa: F401  (every command imports it; here it only comes first)
-
+def _import_command_then_freeze(args: argparse.Namespace) -> None:
+    """Import the command's module (cli/NAME.py runs commands/NAME.py, which imports
+    torch), then freeze what is alive."""
+    importlib.import_module(args.run.__module__.replace("descent.cli.", "descent.commands.", 1))
     gc.freeze()
