@@ -157,11 +157,11 @@ PHASES = textwrap.dedent(
     def count_gc(phase, info):  # time spent in garbage collection
         collecting["s"] += T() if phase == "stop" else -T()
     t0 = T(); import torch; lap("import torch", t0)
-    gc.freeze()  # as cli.console_main does once torch is imported
-    gc.callbacks.append(count_gc)
     t0 = T()
     import descent.cli, descent.commands.fit, descent.commands.train
-    lap("import descent (cli, fit and train commands, rich)", t0)
+    lap("import descent (cli, fit and train commands: rich, pyarrow, ...)", t0)
+    gc.freeze()  # as cli.console_main does once the command's module is imported
+    gc.callbacks.append(count_gc)
     from rich.console import Console
     from descent.commands.config import FitConfig, TrainConfig
     from descent.commands.fit import fit_command
