@@ -65,9 +65,9 @@ def main(
     if args.command is None:
         parser.print_help()
         return ExitStatus.BAD_INPUT
-    if before_run is not None:
-        before_run(args)
     try:
+        if before_run is not None:
+            before_run(args)
         return args.run(args)
     except DescentError as e:
         if args.debug:
