@@ -22,6 +22,7 @@ from common import machine_info  # noqa: E402
 
 SCRIPTS = [
     "loop_overhead",
+    "startup",
     "throughput",
     "nist_fit",
     "memory",

@@ -1,5 +1,6 @@
 """The demo as a subprocess, and the CLI's basics."""
 
+import importlib
 import json
 import subprocess
 import sys
@@ -86,6 +87,50 @@ def test_help_and_usage_errors_do_not_import_torch():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_program_keeps_the_collector_off_what_lives_until_exit(tmp_path):
+    # console_main (the `descent` program) freezes what is alive once torch is imported
+    # (after the options are parsed) and at the end; main (tests, notebooks) does not
+    csv = tmp_path / "d.csv"
+    csv.write_text("t,y\n" + "".join(f"{t},{t * t + t % 3}\n" for t in range(20)))
+    args = ["fit", str(csv), "--model", "a*t**2 + c", "--y", "y", "--no-plots", "-q", "--out"]
+    help_code = (
+        "import gc, sys\n"
+        "from descent.cli import console_main\n"
+        "sys.argv = ['descent', 'fit', '--help']\n"
+        "try:\n"
+        "    console_main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "assert 'torch' not in sys.modules and gc.get_freeze_count() == 0\n"
+    )
+    fit_code = (
+        "import gc, sys\n"
+        "from descent.cli import console_main, main\n"
+        f"assert main({args + [str(tmp_path / 'a')]!r}) == 0\n"
+        "assert gc.get_freeze_count() == 0\n"
+        f"sys.argv = ['descent', *{args + [str(tmp_path / 'b')]!r}]\n"
+        "assert console_main() == 0\n"
+        "assert gc.get_freeze_count() > 100_000, gc.get_freeze_count()\n"
+    )
+    for code in (help_code, fit_code):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "b" / "params.json").is_file()
+
+
+def test_before_run_is_called_once_the_options_are_parsed(tmp_path, capsys):
+    calls = []
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"], before_run=lambda args: calls.append("help"))
+    assert main(["explain"], before_run=lambda args: calls.append(args.command)) == 0
+    assert calls == ["explain"]
+    # console_main imports commands/NAME.py for cli/NAME.py: every one must exist
+    from descent.cli import COMMANDS
+
+    for cli_module in COMMANDS:
+        importlib.import_module(cli_module.__name__.replace("descent.cli.", "descent.commands."))
 
 
 def test_explain_prints_the_seven_steps(capsys):

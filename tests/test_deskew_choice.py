@@ -75,3 +75,13 @@ def test_train_records_the_decision(tmp_path):
     model = json.loads((tmp_path / "run" / "model.json").read_text())
     assert model["preprocessing"]["deskew"] is False
     assert result.valid_accuracy > 0.9
+
+
+def test_scoring_in_chunks_gives_the_same_accuracies(monkeypatch):
+    import descent.data.deskew_choice as dc
+
+    d = load_images("mnist-sample", classes=["3", "7"])
+    whole = choose_deskew(d.train_x, d.train_y, d.valid_x, d.valid_y)
+    monkeypatch.setattr(dc, "SCORE_CHUNK", 7)
+    chunked = choose_deskew(d.train_x, d.train_y, d.valid_x, d.valid_y)
+    assert chunked == whole

@@ -49,3 +49,24 @@ def test_table_rate_is_bounded_on_fast_epochs():
     rows = [line for line in lines[1:] if line.strip() and line.split()[0].isdigit()]
     # the first, the last and the powers of two only
     assert [int(r.split()[0]) for r in rows] == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2000]
+
+
+def test_a_bar_appears_on_long_work_on_a_terminal():
+    import time
+
+    from descent.core.events import Callback
+
+    class Slow(Callback):
+        order = 60  # after the display's after_batch
+
+        def after_batch(self):
+            time.sleep(0.03)
+            seen.append(display.bar is not None)
+
+    seen: list[bool] = []
+    t = torch.arange(20.0)
+    model = FunctionModel(quadratic, "abc", [0.0, 0.0, 0.0])
+    console = Console(file=io.StringIO(), width=120, force_terminal=True)
+    display = ProgressDisplay(console, bar_after=0.05)
+    Learner(model, Batches(t, 0.75 * t**2, 2), lr=1e-5, callbacks=[display, Slow()]).fit(1)
+    assert not seen[0] and seen[-1] and display.bar is None  # shown, then stopped

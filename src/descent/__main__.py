@@ -1,5 +1,5 @@
 """`python -m descent` is the same as the `descent` command."""
 
-from descent.cli import main
+from descent.cli import console_main
 
-raise SystemExit(main())
+raise SystemExit(console_main())

