@@ -1,4 +1,4 @@
-"""fit_many: every group's fit equals its own separate fit (fit_curve, and solve with
+"""fit_many: every group's fit equals its own separate fit (fit_curve, with and without
 sigmas) to 1e-6; unequal group sizes, rows in any order, failing groups reported."""
 
 import math
@@ -9,7 +9,6 @@ import torch
 from descent.errors import ConfigError, DataError
 from descent.fitting.curve import fit_curve
 from descent.fitting.many import fit_many
-from descent.fitting.solve import Problem, solve
 from descent.models.formula import FormulaModel, parse_formula
 
 FORMULA = parse_formula("a*exp(-k*x)+c", ["x"])
@@ -55,7 +54,7 @@ def test_every_group_equals_its_own_fit_curve():
     assert table[7]["stopped"] == "failed" and "reason" in table[7]
 
 
-def test_weighted_groups_equal_their_own_weighted_solve():
+def test_weighted_groups_equal_their_own_weighted_fit_curve():
     x, y, groups = many_groups(12, seed=4)
     keep = (groups != 7) & (groups != 11)
     x, y, groups = x[keep], y[keep], groups[keep]
@@ -63,8 +62,7 @@ def test_weighted_groups_equal_their_own_weighted_solve():
     res = fit_many(FORMULA.as_function(), x, y, groups, START, FORMULA.params, sigma=sigma)
     for grp in set(groups.tolist()):
         rows = groups == grp
-        p = Problem(FORMULA.as_function(), x[rows], y[rows], FORMULA.params, sigma=sigma[rows])
-        own = solve(p, dict(zip(FORMULA.params, START, strict=True)))
+        own = fit_curve(FormulaModel(FORMULA, START), x[rows], y[rows], sigma=sigma[rows])
         for j, name in enumerate(FORMULA.params):
             assert float(res.params[grp, j]) == pytest.approx(own.params[name], rel=1e-6)
             assert float(res.stderr[grp, j]) == pytest.approx(own.stderr[name], rel=1e-5)

@@ -127,10 +127,27 @@ def check_momentum(optimizer: str, momentum: float) -> None:
 
 
 def check_fit_options(
-    optimizer: str, lr: float | str | None, momentum: float, schedule: str
+    optimizer: str,
+    lr: float | str | None,
+    momentum: float,
+    schedule: str,
+    *,
+    weighted: bool = False,
+    bounded: bool = False,
 ) -> None:
-    """ConfigError for a combination of curve-fitting solver options that cannot work."""
+    """ConfigError for a combination of curve-fitting solver options that cannot work.
+
+    Weights (--sigma) and bounds (--bounds) need Levenberg-Marquardt: gradient descent
+    minimises the plain mean squared error, and a clipped gradient step is no bounded
+    least-squares solver; descent refuses rather than answer approximately."""
     check_choice("--optimizer", optimizer, FIT_SOLVERS)
+    for given, option in ((weighted, "--sigma"), (bounded, "--bounds")):
+        if given and optimizer != "lm":
+            raise ConfigError(
+                f"{option} needs --optimizer lm (the default): --optimizer {optimizer} "
+                "minimises the unweighted mean squared error without bounds; drop "
+                f"{option}, or fit with lm"
+            )
     if optimizer == "lm" and lr == "auto":
         raise ConfigError(
             "--lr auto finds a learning rate, and --optimizer lm takes none: "

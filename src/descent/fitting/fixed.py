@@ -7,16 +7,23 @@ parameter and the degrees of freedom are n - (number of free parameters).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 
 from descent.errors import ConfigError
 
 
-def parse_fixed(specs: str | Iterable[str], names: Sequence[str]) -> dict[str, float]:
-    """{'c': 0.5} from "c=0.5" (or a list of such, or a comma list); ConfigError names
-    the item when the name is not a parameter or the value not a finite number."""
+def parse_fixed(
+    specs: str | Iterable[str] | Mapping[str, float] | None, names: Sequence[str]
+) -> dict[str, float]:
+    """{'c': 0.5} from "c=0.5" (or a list of such, a comma list, or a mapping {name:
+    value}, checked by the same rules); ConfigError names the item when the name is not
+    a parameter or the value not a finite number."""
+    if specs is None:
+        return {}
+    if isinstance(specs, Mapping):
+        specs = [f"{name}={v}" for name, v in specs.items()]
     items = [specs] if isinstance(specs, str) else list(specs)
     out: dict[str, float] = {}
     for item in (part.strip() for spec in items for part in spec.split(",")):
