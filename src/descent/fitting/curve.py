@@ -127,8 +127,7 @@ def fit_curve(
     `console` shows the epoch table; `snapshot_x` records predictions there for plots
     and animations. `callbacks` join the first learner (not a retry), and `resume`
     continues it from a checkpoint."""
-    bounds = parse_bounds(bounds, model.names)
-    fixed = parse_fixed(fixed, model.names)
+    bounds, fixed = prepare_start(model, bounds, fixed)
     check_fit_options(
         optimizer, lr, momentum, schedule, weighted=sigma is not None, bounded=bool(bounds)
     )
@@ -137,14 +136,7 @@ def fit_curve(
     if schedule != "constant":
         callbacks = [*callbacks, Schedule(schedule)]
     split = FreeParameters(model.names, fixed)
-    with torch.no_grad():  # fixed parameters take their values in the model too
-        for name, value in fixed.items():
-            model.params[model.names.index(name)] = value
-    start = model.values()
-    check_inside(
-        {n: start[n] for n in split.free}, {n: bounds[n] for n in split.free if n in bounds}
-    )
-    solved = _free_model(model, split)
+    solved = free_model(model, split)
     box = bound_vectors(bounds, split.free) if any(n in bounds for n in split.free) else None
     opts = dict(
         valid=valid,
@@ -190,7 +182,28 @@ def fit_curve(
     return _result(model, solved, split, x, y, sigma, absolute_sigma, bounds, setup, result)
 
 
-def _free_model(model: FunctionModel, split: FreeParameters) -> FunctionModel:
+def prepare_start(
+    model: FunctionModel,
+    bounds: Mapping[str, tuple[float, float]] | str | Iterable[str] | None,
+    fixed: Mapping[str, float] | str | Iterable[str] | None,
+) -> tuple[dict[str, tuple[float, float]], dict[str, float]]:
+    """(bounds, fixed) parsed and checked against the model's parameters (ConfigError
+    naming the item), the fixed values put into the model, and ConfigError when a free
+    parameter starts outside its bounds: before any fit, or any run folder."""
+    bounds = parse_bounds(bounds, model.names)
+    fixed = parse_fixed(fixed, model.names)
+    with torch.no_grad():
+        for name, value in fixed.items():
+            model.params[model.names.index(name)] = value
+    start = model.values()
+    check_inside(
+        {n: start[n] for n in start if n not in fixed},
+        {n: b for n, b in bounds.items() if n not in fixed},
+    )
+    return bounds, fixed
+
+
+def free_model(model: FunctionModel, split: FreeParameters) -> FunctionModel:
     """The model the solver trains: `model` itself, or one of its free parameters
     alone (the fixed ones put back in place inside its function)."""
     if not split.fixed:
@@ -337,5 +350,7 @@ __all__ = [
     "check_start",
     "converged_rule",
     "fit_curve",
+    "free_model",
     "make_curve_learner",
+    "prepare_start",
 ]
