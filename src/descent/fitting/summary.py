@@ -3,7 +3,8 @@ printed report (report/fit_text.py) say about the parameters and the fit's quali
 
 Keys (names as lmfit's where it has them): params, stderr, fixed, free, bounds
 ({name: [lo, hi]}, null where open), at_bound ({name: "lower" | "upper"}), stderr_note,
-correlation and covariance ({"names": free, "matrix": ...}) over the free parameters,
+correlation and covariance ({"names": free, "matrix": ..., "note"}) over the free
+parameters,
 intervals and profile_intervals ({name: [{"probability", "low", "high"}, ...]}; null
 where a profile does not reach the level inside the bounds), chisqr, redchi, aic, bic,
 nvarys, nfree, weighted, absolute_sigma, rss (unweighted), r2, n, dof.
@@ -29,7 +30,11 @@ def curve_summary(fit: CurveFit, profile: Mapping[str, ProfileInterval] | None =
         "at_bound": dict(fit.at_bound),
         "stderr_note": fit.stderr_note,
         "correlation": fit.correlation,
-        "covariance": {"names": list(st.names), "matrix": st.covariance.tolist()},
+        "covariance": {
+            "names": list(st.names),
+            "matrix": st.covariance.tolist(),
+            "note": st.note,  # why it is NaN, or ""
+        },
         "intervals": _intervals(fit.intervals()),
         "chisqr": st.chisqr,
         "redchi": st.redchi,

@@ -24,8 +24,13 @@ def print_fit_summary(say: Say, s: dict, title: str, run_line: str, plots_line: 
         rel = f"{100 * e / abs(v):.3g}%" if v and _finite(e) else "-"
         flag = f"  at {at_bound[k]} bound" if k in at_bound else ""
         say(f"  {k:<{width}}  {v:>16.10g}  {_g(e, 5):>12}  {rel:>8}{flag}")
-    if s["stderr_note"]:
-        say(f"  [yellow]note:[/] {s['stderr_note']}")
+    if s["covariance"]["note"]:
+        say(f"  [yellow]warning:[/] standard errors cannot be estimated: {s['covariance']['note']}")
+    for name, side in at_bound.items():
+        say(
+            f"  [yellow]note:[/] {name} is at its {side} bound: its standard error is not "
+            "meaningful there"
+        )
     weights = ""
     if s["weighted"]:
         how = "absolute" if s["absolute_sigma"] else "relative, covariance scaled by redchi"
