@@ -62,7 +62,7 @@ def decay(t, a, b, c):
 
 def descent_fit(data, device="cpu"):
     t, y, gid = (v.to(device) for v in data)
-    return fit_many(FORMULA.as_function(), t, y, gid, START, FORMULA.params)
+    return fit_many(FORMULA, t, y, gid, START, FORMULA.params)
 
 
 def scipy_fits(data, tight: bool = False) -> np.ndarray:

@@ -95,20 +95,24 @@ def test_bad_inputs_are_refused():
 
 
 def test_small_linear_algebra_matches_torch_linalg():
-    from descent.fitting.small_linalg import largest_eigenvalue, spd_solve
+    from descent.fitting.small_linalg import inverse_diagonal, largest_eigenvalue, spd_solve
 
     g = torch.Generator().manual_seed(0)
     for p in (1, 2, 3, 4, 7):
         a = torch.randn(50, 9, p, generator=g, dtype=torch.float64)
         spd = a.mT @ a  # (50, p, p)
         rhs = torch.randn(50, p, generator=g, dtype=torch.float64)
-        x, ok, _ = spd_solve(spd, rhs)
+        last = spd.permute(1, 2, 0)  # (p, p, 50): the batch last, as fit_many keeps it
+        x, ok, _ = spd_solve(last, rhs.T)
         assert bool(ok.all())
-        assert torch.allclose(x, torch.linalg.solve(spd, rhs), rtol=1e-9, atol=1e-12)
+        assert torch.allclose(x.T, torch.linalg.solve(spd, rhs), rtol=1e-9, atol=1e-12)
         top = torch.linalg.eigvalsh(spd)[:, -1]
-        assert torch.allclose(largest_eigenvalue(spd), top, rtol=1e-12)
-    singular = torch.zeros(1, 2, 2, dtype=torch.float64)
-    assert not bool(spd_solve(singular, torch.ones(1, 2, dtype=torch.float64))[1][0])
+        assert torch.allclose(largest_eigenvalue(last), top, rtol=1e-12)
+        diag, ok = inverse_diagonal(last)
+        want = torch.diagonal(torch.linalg.inv(spd), dim1=-2, dim2=-1)
+        assert bool(ok.all()) and torch.allclose(diag.T, want, rtol=1e-9)
+    singular = torch.zeros(2, 2, 1, dtype=torch.float64)
+    assert not bool(spd_solve(singular, torch.ones(2, 1, dtype=torch.float64))[1][0])
 
 
 def test_a_rank_deficient_group_gets_nan_errors_and_the_others_are_unaffected():

@@ -127,7 +127,7 @@ def fit_many(
         raise ConfigError(
             f"init must be ({len(names)},) or ({n_groups}, {len(names)}), got {tuple(b0.shape)}"
         )
-    b0 = b0[:, free].clone()  # (G, p) free parameters only
+    b0 = b0[:, free].T.contiguous()  # (p, G): free parameters only, the group last
     evaluate = f.evaluate if hasattr(f, "evaluate") else flat(f)
     data = Padded(split.function(evaluate), x, y, groups, n_groups, sigma)
 
@@ -136,40 +136,47 @@ def fit_many(
     for g in (data.n < p).nonzero().flatten().tolist():
         status[g] = FAILED
         reasons[g] = f"too few rows: {int(data.n[g])} for {p} parameters"
-    r, cols, unit = data.residuals_and_jacobian(torch.arange(n_groups, device=y.device), b0)
-    bad_r = ~torch.isfinite(r)  # (M, G)
-    bad = bad_r | ~torch.isfinite(torch.stack(cols)).all(0)
-    for g in (bad.any(0) & (status == RUNNING)).nonzero().flatten().tolist():
-        k = int(bad[:, g].nonzero()[0])
-        what = "the residual" if bad_r[k, g] else "a derivative"
+    r, cols, unit = data.residuals_and_jacobian(b0)
+    start = data.moments(r, cols, unit)  # (G,), (p, p, G), (p, G)
+    # every residual and derivative is finite where |r|^2 and J's column norms are
+    finite = torch.isfinite(start[0]) & torch.isfinite(start[1].diagonal(dim1=0, dim2=1)).all(1)
+    for g in (~finite & (status == RUNNING)).nonzero().flatten().tolist():
+        bad_r = ~torch.isfinite(r[:, g])  # (M,)
+        bad = (bad_r | ~torch.isfinite(torch.stack([c[:, g] for c in cols])).all(0)).nonzero()
         status[g] = FAILED
-        reasons[g] = f"{what} is not finite at the start, at row {k + 1} of the group"
+        if len(bad) == 0:
+            reasons[g] = "the sum of squared residuals overflows at the start"
+            continue
+        what = "the residual" if bad_r[bad[0]] else "a derivative"
+        reasons[g] = f"{what} is not finite at the start, at row {int(bad[0]) + 1} of the group"
 
     ok = (status == RUNNING).nonzero().flatten()
-    if len(ok) < n_groups:
-        r, cols = r.index_select(1, ok), [c.index_select(1, ok) for c in cols]
-    start = data.moments(r, cols, unit)
+    everyone = len(ok) == n_groups
+    if not everyone:
+        start = tuple(m.index_select(-1, ok) for m in start)
     b, st, steps = b0.clone(), status.clone(), torch.zeros_like(status)
     half_ss = torch.full((n_groups,), math.nan, dtype=torch.float64, device=y.device)
-    jtj = torch.full((n_groups, p, p), math.nan, dtype=torch.float64, device=y.device)
-    out = levenberg_marquardt(data, ok, b0[ok], start, 1e-4, 1 / 30, tol, max_steps, max_trials)
-    b[ok], st[ok], steps[ok], half_ss[ok], jtj[ok] = out
+    jtj = torch.full((p, p, n_groups), math.nan, dtype=torch.float64, device=y.device)
+    running = data if everyone else data.select(ok)
+    args = (tol, max_steps, max_trials)
+    out = levenberg_marquardt(running, b0[:, ok], start, 1e-4, 1 / 30, *args)
+    b[:, ok], st[ok], steps[ok], half_ss[ok], jtj[:, :, ok] = out
     again = ((st == NO_PROGRESS) | (st == MAX_STEPS)).nonzero().flatten()
     if len(again):  # fit_curve's retry: strong damping, from the start; keep the better
         pos = torch.searchsorted(ok, again)  # where the retried groups sit in `start`
-        start2 = [m.index_select(0, pos) for m in start]
+        start2 = [m.index_select(-1, pos) for m in start]
         b2, st2, steps2, hs2, jtj2 = levenberg_marquardt(
-            data, again, b0[again], start2, 0.1, 1 / 3, tol, max_steps, max_trials
+            data.select(again), b0[:, again], start2, 0.1, 1 / 3, *args
         )
         better = hs2 < half_ss[again]
         w = again[better]
-        b[w], st[w], half_ss[w], jtj[w] = b2[better], st2[better], hs2[better], jtj2[better]
+        b[:, w], st[w], half_ss[w] = b2[:, better], st2[better], hs2[better]
+        jtj[:, :, w] = jtj2[:, :, better]
         steps[again] += steps2
-    b[st == FAILED] = math.nan
-    stderr = standard_errors(jtj, 2 * half_ss, data.n, absolute_sigma)
+    stderr = standard_errors(jtj, 2 * half_ss, data.n, absolute_sigma)  # (p, G)
     params = torch.empty(n_groups, len(names), dtype=torch.float64, device=y.device)
     errors = torch.zeros_like(params)  # a fixed parameter's standard error: 0 (lmfit's)
-    params[:, free], errors[:, free] = b, stderr
+    params[:, free], errors[:, free] = b.T, stderr.T
     for name, value in split.fixed.items():
         params[:, names.index(name)] = value
     errors[st == FAILED] = math.nan
