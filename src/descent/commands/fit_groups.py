@@ -27,6 +27,7 @@ from descent.data.table_rows import read_text_column
 from descent.errors import DataError
 from descent.fitting.fixed import parse_fixed
 from descent.fitting.many import ManyFits, fit_many
+from descent.fitting.memory import retain_freed_memory
 from descent.io.files import atomic_write_text, write_json
 from descent.io.rundir import RunDir, default_run_dir
 from descent.models.formula import FormulaModel
@@ -91,6 +92,7 @@ def fit_groups_command(cfg: FitConfig, console: Console | None = None) -> Groups
         "solver: one vectorised Levenberg-Marquardt for every group (float64, per-group "
         f"damping and stop) on {data.y.device}"
     )
+    retain_freed_memory()  # this process's steps reuse their buffers (fitting/memory.py)
     t0 = time.perf_counter()
     fits = fit_many(
         formula,

@@ -271,7 +271,7 @@ def _diagonal(a: torch.Tensor) -> torch.Tensor:
 def offset_squared(data: Padded, b, fresh, gram, ga, d):
     """|U^T r|^2 = g^T (A^T A)^-1 g, (k,); by SVD of A where A^T A is singular at a
     fresh point (a rank-deficient point: r is projected on A's column space)."""
-    _, ok, half = spd_solve(gram, ga)  # |c|^2 = |L^-1 g|^2 with L L^T = A^T A
+    _, ok, half = spd_solve(gram, ga, back=False)  # |c|^2 = |L^-1 g|^2, L L^T = A^T A
     out = half.pow(2).sum(0)
     singular = ((~ok | ~torch.isfinite(out)) & fresh).nonzero().flatten()
     if len(singular):

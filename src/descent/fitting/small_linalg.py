@@ -13,12 +13,12 @@ from __future__ import annotations
 import torch
 
 
-def spd_solve(a: torch.Tensor, b: torch.Tensor):
+def spd_solve(a: torch.Tensor, b: torch.Tensor, back: bool = True):
     """(x, ok, y): x = a^-1 b for symmetric positive definite a (p, p, k), b (p, k), by
     the Cholesky factorisation L L^T = a written out over the p columns (p^3 / 6
     vector operations of length k; torch.linalg for p > 6); y = L^-1 b; ok (k,) is
     False where a is not numerically positive definite (x and y are then meaningless
-    there)."""
+    there). back=False skips the back substitution (x is None): for y alone."""
     p, k = b.shape
     if p > 6:
         chol, info = torch.linalg.cholesky_ex(a.permute(2, 0, 1))
@@ -44,6 +44,8 @@ def spd_solve(a: torch.Tensor, b: torch.Tensor):
         for m in range(i):
             s = s - low[i][m] * y[m]
         y.append(s / low[i][i])
+    if not back:
+        return None, ok, torch.stack(y)
     x: list = [None] * p
     for i in reversed(range(p)):  # L^T x = y
         s = y[i]
