@@ -75,10 +75,9 @@ class Residuals:
             return torch.func.jacrev(lambda b: (self.f(self.x, b) - self.y) / w)(self.b).T
         if not self.r.requires_grad:  # the formula does not depend on any parameter
             return torch.zeros(len(self.rows), len(self.r), dtype=self.r.dtype)
-        if getattr(self, "_ones", None) is None or self._ones.shape != self.r.shape:
-            self._ones = torch.ones_like(self.r)  # d(sum r)/dr: no sum node to build
-        with torch.enable_grad():
-            grads = torch.autograd.grad(self.r, self.rows, self._ones, allow_unused=True)
+        with torch.enable_grad():  # from sum(r): no ones tensor (whose grad_outputs
+            # check would import sympy, a second, on the first call)
+            grads = torch.autograd.grad(self.r.sum(), self.rows, allow_unused=True)
         return torch.stack([torch.zeros_like(self.r) if g is None else g for g in grads])
 
 

@@ -13,9 +13,11 @@ algebra (small_linalg.py) is a few dozen vector operations per step.
 Parameter i of the k groups being evaluated is a (k,) tensor expanded to (M, k) with
 stride 0 along M: every row gets its own "copy" of its group's parameters, as in
 levenberg.Residuals, without copying anything, and one backward pass gives every
-Jacobian column, (M, k) each. A column that the backward pass hands back as the very
-tensor it was given (a parameter that is only added, such as an offset c) is known to
-be all ones, and its moments are sums (or M) instead of products.
+Jacobian column, (M, k) each. The backward pass starts from sum(r), whose gradient is
+a single 1 expanded to (M, k): a column handed back still expanded (stride 0: a
+parameter that is only added, such as an offset c) is known to be all ones, and its
+moments are sums (or M) instead of products. (Passing a ones tensor as grad_outputs
+instead would make torch import sympy on the first call: a second of start-up.)
 """
 
 from __future__ import annotations
@@ -74,9 +76,8 @@ class Padded:
             w[flat_at] = 1.0 if sigma is None else 1.0 / sigma[order]
             self.w = w.reshape(m, n_groups)  # (M, G): 1/sigma on real rows, 0 on padding
         self.unit_weights = sigma is None and bool((self.n == m).all())
-        # Reused buffers (M * G each): fresh multi-megabyte tensors every trial cost
-        # page faults, not just arithmetic.
-        self._ones = torch.ones(m * n_groups, dtype=torch.float64, device=dev)
+        # A reused buffer (M * G): a fresh multi-megabyte tensor every trial costs page
+        # faults, not just arithmetic.
         self._product = torch.empty(m * n_groups, dtype=torch.float64, device=dev)
 
     def select(self, idx: torch.Tensor) -> Padded:
@@ -91,7 +92,6 @@ class Padded:
         """(r (M, k), J's p columns (M, k) each, unit (p,) bools: the column is all
         ones) for this object's k groups at parameters b (p, k)."""
         (p, k), m = b.shape, self.m
-        ones = self._ones[: m * k].view(m, k)
         with torch.enable_grad():
             # each row a leaf of its own, a stride-0 view: no copies, and the backward
             # pass stops at the (M, k) columns (no sums back to (k,))
@@ -100,9 +100,9 @@ class Padded:
             if not self.unit_weights:  # 1/sigma on real rows, 0 on padding
                 r = r * self.w
             grads = [None] * p
-            if r.requires_grad:
-                grads = torch.autograd.grad(r, rows, ones, allow_unused=True)
-        unit = [g is not None and g.data_ptr() == ones.data_ptr() for g in grads]
+            if r.requires_grad:  # d(sum r)/dr: ones expanded from one number, no buffer
+                grads = torch.autograd.grad(r.sum(), rows, allow_unused=True)
+        unit = [g is not None and g.stride() == (0, 0) for g in grads]
         cols = [torch.zeros_like(r) if g is None else g for g in grads]
         return r.detach(), cols, unit
 
