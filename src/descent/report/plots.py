@@ -69,7 +69,7 @@ def plot_fit(
     ax.set_ylabel(ylabel)
     ax.legend(loc="best")
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=12 if len(title) <= 60 else 8)  # long formulas fit
     if rax is not None:
         rax.axhline(0, color="grey", lw=0.8)
         rax.scatter(_np(x), _np(residuals), s=10, color="tab:blue")
