@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from descent.data.tables import read_table
-from descent.fitting.solve import Problem
-from descent.models.formula import parse_formula
+from descent.fitting.curve import CurveFit, fit_curve
+from descent.models.formula import FormulaModel, parse_formula
 
 NIST = Path(__file__).resolve().parents[2] / "shared" / "nist"
 if not NIST.is_dir():  # a clone elsewhere: the same problems ship in bench/nist
@@ -55,9 +55,9 @@ def gaussian_peak(n: int = 60, seed: int = 5):
     )
 
 
-def problem(x, y, text, sigma=None) -> Problem:
-    formula = parse_formula(text, ["x"])
-    return Problem(formula.as_function(), x, y, formula.params, sigma=sigma)
+def fit_text(x, y, text, start, **kws) -> CurveFit:
+    """descent's fit_curve of `text` (input x) from `start`; kws: sigma, bounds, fixed..."""
+    return fit_curve(FormulaModel(parse_formula(text, ["x"]), start), x, y, **kws)
 
 
 def lmfit_fit(f_np, x, y, start, weights=None, scale_covar=True, **param_kws):

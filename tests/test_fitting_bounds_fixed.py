@@ -8,13 +8,12 @@ import pytest
 from descent.errors import ConfigError
 from descent.fitting.bounds import AT_BOUND_NOTE, parse_bounds
 from descent.fitting.fixed import parse_fixed
-from descent.fitting.solve import solve
-from fitting_problems import decay, lmfit_fit, misra1a, problem
+from fitting_problems import decay, fit_text, lmfit_fit, misra1a
 
 
 def test_active_upper_bound_matches_lmfit():
     x, y, text, start, f_np = misra1a()  # unconstrained b2 = 5.5016e-4: outside the box
-    fit = solve(problem(x, y, text), start, bounds={"b2": (0.0, 5e-4)})
+    fit = fit_text(x, y, text, start, bounds={"b2": (0.0, 5e-4)})
     ref = lmfit_fit(f_np, x, y, start, b2={"min": 0.0, "max": 5e-4})
     for name in ("b1", "b2"):
         assert fit.params[name] == pytest.approx(ref.params[name].value, rel=1e-6), name
@@ -22,14 +21,14 @@ def test_active_upper_bound_matches_lmfit():
     assert fit.at_bound == {"b2": "upper"}
     assert fit.statistics.chisqr == pytest.approx(ref.chisqr, rel=1e-6)
     assert fit.statistics.chisqr > 0.12455138894 * 4  # the certified, unconstrained RSS
-    assert fit.status == "converged"
+    assert fit.fit_result.stopped == "converged"
     assert "not meaningful" in AT_BOUND_NOTE.format(side="upper")
 
 
 def test_active_lower_bound_one_sided_matches_lmfit():
     x, y, text, start, f_np = decay()  # c is about 0.4: a floor of 0.5 binds
     start = {**start, "c": 0.6}
-    fit = solve(problem(x, y, text), start, bounds={"c": (0.5, math.inf), "k": (0, 10)})
+    fit = fit_text(x, y, text, start, bounds={"c": (0.5, math.inf), "k": (0, 10)})
     ref = lmfit_fit(f_np, x, y, start, c={"min": 0.5}, k={"min": 0, "max": 10})
     for name in fit.params:
         assert fit.params[name] == pytest.approx(ref.params[name].value, rel=1e-6), name
@@ -38,8 +37,8 @@ def test_active_lower_bound_one_sided_matches_lmfit():
 
 def test_an_inactive_bound_changes_nothing():
     x, y, text, start, _ = decay()
-    free = solve(problem(x, y, text), start)
-    boxed = solve(problem(x, y, text), start, bounds={"a": (0, 10), "k": (-math.inf, 5)})
+    free = fit_text(x, y, text, start)
+    boxed = fit_text(x, y, text, start, bounds={"a": (0, 10), "k": (-math.inf, 5)})
     for name in free.params:
         assert boxed.params[name] == pytest.approx(free.params[name], rel=1e-9)
     assert boxed.at_bound == {}
@@ -48,7 +47,7 @@ def test_an_inactive_bound_changes_nothing():
 def test_a_start_outside_the_bounds_is_refused():
     x, y, text, start, _ = misra1a()
     with pytest.raises(ConfigError, match=r"the start b2 = 0.0001 lies outside --bounds b2=0.0002"):
-        solve(problem(x, y, text), start, bounds={"b2": (2e-4, 1e-3)})
+        fit_text(x, y, text, start, bounds={"b2": (2e-4, 1e-3)})
 
 
 def test_parse_bounds_accepts_lists_commas_and_infinities():
@@ -76,7 +75,7 @@ def test_parse_bounds_refusals_name_the_item(spec, says):
 
 def test_fixed_parameter_matches_lmfit_vary_false():
     x, y, text, start, f_np = decay()
-    fit = solve(problem(x, y, text), start, fixed={"c": 0.5})
+    fit = fit_text(x, y, text, start, fixed={"c": 0.5})
     ref = lmfit_fit(f_np, x, y, {**start, "c": 0.5}, c={"vary": False})
     assert fit.params["c"] == 0.5 and fit.stderr["c"] == 0.0 and fit.free == ["a", "k"]
     for name in ("a", "k"):
@@ -91,7 +90,7 @@ def test_fixed_parameter_matches_lmfit_vary_false():
 def test_fixed_and_bounded_together():
     x, y, text, start, f_np = decay()
     start = {**start, "c": 0.7}
-    fit = solve(problem(x, y, text), start, fixed={"a": 2.5}, bounds={"c": (0.5, 1.0)})
+    fit = fit_text(x, y, text, start, fixed={"a": 2.5}, bounds={"c": (0.5, 1.0)})
     ref = lmfit_fit(f_np, x, y, {**start, "a": 2.5}, a={"vary": False}, c={"min": 0.5, "max": 1})
     for name in fit.params:
         assert fit.params[name] == pytest.approx(ref.params[name].value, rel=1e-6)

@@ -1,4 +1,4 @@
-"""fit_many: every group's fit equals its own separate fit (fit_curve, and solve with
+"""fit_many: every group's fit equals its own separate fit (fit_curve, with and without
 sigmas) to 1e-6; unequal group sizes, rows in any order, failing groups reported."""
 
 import math
@@ -9,7 +9,6 @@ import torch
 from descent.errors import ConfigError, DataError
 from descent.fitting.curve import fit_curve
 from descent.fitting.many import fit_many
-from descent.fitting.solve import Problem, solve
 from descent.models.formula import FormulaModel, parse_formula
 
 FORMULA = parse_formula("a*exp(-k*x)+c", ["x"])
@@ -55,7 +54,7 @@ def test_every_group_equals_its_own_fit_curve():
     assert table[7]["stopped"] == "failed" and "reason" in table[7]
 
 
-def test_weighted_groups_equal_their_own_weighted_solve():
+def test_weighted_groups_equal_their_own_weighted_fit_curve():
     x, y, groups = many_groups(12, seed=4)
     keep = (groups != 7) & (groups != 11)
     x, y, groups = x[keep], y[keep], groups[keep]
@@ -63,8 +62,7 @@ def test_weighted_groups_equal_their_own_weighted_solve():
     res = fit_many(FORMULA.as_function(), x, y, groups, START, FORMULA.params, sigma=sigma)
     for grp in set(groups.tolist()):
         rows = groups == grp
-        p = Problem(FORMULA.as_function(), x[rows], y[rows], FORMULA.params, sigma=sigma[rows])
-        own = solve(p, dict(zip(FORMULA.params, START, strict=True)))
+        own = fit_curve(FormulaModel(FORMULA, START), x[rows], y[rows], sigma=sigma[rows])
         for j, name in enumerate(FORMULA.params):
             assert float(res.params[grp, j]) == pytest.approx(own.params[name], rel=1e-6)
             assert float(res.stderr[grp, j]) == pytest.approx(own.stderr[name], rel=1e-5)
@@ -97,20 +95,24 @@ def test_bad_inputs_are_refused():
 
 
 def test_small_linear_algebra_matches_torch_linalg():
-    from descent.fitting.small_linalg import largest_eigenvalue, spd_solve
+    from descent.fitting.small_linalg import inverse_diagonal, largest_eigenvalue, spd_solve
 
     g = torch.Generator().manual_seed(0)
     for p in (1, 2, 3, 4, 7):
         a = torch.randn(50, 9, p, generator=g, dtype=torch.float64)
         spd = a.mT @ a  # (50, p, p)
         rhs = torch.randn(50, p, generator=g, dtype=torch.float64)
-        x, ok, _ = spd_solve(spd, rhs)
+        last = spd.permute(1, 2, 0)  # (p, p, 50): the batch last, as fit_many keeps it
+        x, ok, _ = spd_solve(last, rhs.T)
         assert bool(ok.all())
-        assert torch.allclose(x, torch.linalg.solve(spd, rhs), rtol=1e-9, atol=1e-12)
+        assert torch.allclose(x.T, torch.linalg.solve(spd, rhs), rtol=1e-9, atol=1e-12)
         top = torch.linalg.eigvalsh(spd)[:, -1]
-        assert torch.allclose(largest_eigenvalue(spd), top, rtol=1e-12)
-    singular = torch.zeros(1, 2, 2, dtype=torch.float64)
-    assert not bool(spd_solve(singular, torch.ones(1, 2, dtype=torch.float64))[1][0])
+        assert torch.allclose(largest_eigenvalue(last), top, rtol=1e-12)
+        diag, ok = inverse_diagonal(last)
+        want = torch.diagonal(torch.linalg.inv(spd), dim1=-2, dim2=-1)
+        assert bool(ok.all()) and torch.allclose(diag.T, want, rtol=1e-9)
+    singular = torch.zeros(2, 2, 1, dtype=torch.float64)
+    assert not bool(spd_solve(singular, torch.ones(2, 1, dtype=torch.float64))[1][0])
 
 
 def test_a_rank_deficient_group_gets_nan_errors_and_the_others_are_unaffected():

@@ -10,10 +10,9 @@ from scipy import stats
 from scipy.optimize import curve_fit
 
 from descent.errors import DataError
-from descent.fitting.solve import solve
 from descent.fitting.statistics import fit_statistics, t_intervals
 from descent.fitting.weights import check_sigma
-from fitting_problems import decay, lmfit_fit, misra1a, problem
+from fitting_problems import decay, fit_text, lmfit_fit, misra1a
 
 
 def weighted_decay():
@@ -25,7 +24,7 @@ def weighted_decay():
 @pytest.mark.parametrize("absolute", [True, False])
 def test_weighted_fit_matches_curve_fit(absolute):
     x, y, text, start, f_np, sigma = weighted_decay()
-    fit = solve(problem(x, y, text, sigma), start, absolute_sigma=absolute)
+    fit = fit_text(x, y, text, start, sigma=sigma, absolute_sigma=absolute)
     popt, pcov = curve_fit(
         f_np, x.numpy(), y.numpy(), p0=list(start.values()), sigma=sigma.numpy(),
         absolute_sigma=absolute, xtol=1e-15, ftol=1e-15,
@@ -35,14 +34,14 @@ def test_weighted_fit_matches_curve_fit(absolute):
     np.testing.assert_allclose(list(fit.stderr.values()), np.sqrt(np.diag(pcov)), rtol=1e-3)
     np.testing.assert_allclose(fit.statistics.covariance, pcov, rtol=1e-5)
     # weights matter: the unweighted fit lands elsewhere
-    plain = solve(problem(x, y, text), start)
+    plain = fit_text(x, y, text, start)
     assert abs(plain.params["c"] - fit.params["c"]) > 1e-4
 
 
 @pytest.mark.parametrize("absolute", [True, False])
 def test_weighted_statistics_match_lmfit(absolute):
     x, y, text, start, f_np, sigma = weighted_decay()
-    fit = solve(problem(x, y, text, sigma), start, absolute_sigma=absolute)
+    fit = fit_text(x, y, text, start, sigma=sigma, absolute_sigma=absolute)
     ref = lmfit_fit(f_np, x, y, start, weights=1 / sigma.numpy(), scale_covar=not absolute)
     st = fit.statistics
     for key in ("chisqr", "redchi", "aic", "bic"):
@@ -56,7 +55,7 @@ def test_weighted_statistics_match_lmfit(absolute):
 
 def test_unweighted_statistics_match_lmfit_and_nist():
     x, y, text, start, f_np = misra1a()
-    fit = solve(problem(x, y, text), start)
+    fit = fit_text(x, y, text, start)
     ref = lmfit_fit(f_np, x, y, start)
     st = fit.statistics
     for key in ("chisqr", "redchi", "aic", "bic"):
@@ -69,7 +68,7 @@ def test_unweighted_statistics_match_lmfit_and_nist():
 
 def test_t_intervals_use_the_fits_degrees_of_freedom():
     x, y, text, start, _ = misra1a()
-    fit = solve(problem(x, y, text), start)
+    fit = fit_text(x, y, text, start)
     ci = t_intervals(fit.params, fit.stderr, fit.statistics.nfree)
     for name in fit.free:
         (p68, lo68, hi68), (p95, lo95, hi95) = ci[name]
@@ -107,4 +106,4 @@ def test_sigma_count_must_match_the_rows():
         check_sigma(torch.tensor([1.0, 1.0]), "sigma", n=3)
     x, y, text, start, _ = decay()
     with pytest.raises(DataError, match="row 4"):
-        problem(x, y, text, torch.where(torch.arange(len(x)) == 3, 0.0, 1.0))
+        fit_text(x, y, text, start, sigma=torch.where(torch.arange(len(x)) == 3, 0.0, 1.0))

@@ -27,6 +27,9 @@ SCHEDULES = ("constant", "one-cycle", "cosine", "step", "plateau")  # callbacks/
 LR_FIND_START, LR_FIND_END, LR_FIND_STEPS = 1e-7, 10.0, 100
 # lr-sweep's rates (LO:HI:K, K log-spaced) and epochs when none are given (tuning/sweep.py).
 LR_SWEEP_RATES, LR_SWEEP_EPOCHS = "1e-4:1:16", 3
+# Confidence intervals of a fit (fitting/statistics.py, fitting/profile.py): "t" gives
+# b -+ t_ppf * stderr at 68.3 % and 95 %; "profile" adds profile-likelihood intervals.
+CI_METHODS = ("t", "profile")
 # A fit's learning rate when none is given. Its parameters are whitened (fitting/scaled.py),
 # so the curvature is ~1 in every direction: sgd is stable below 2.
 FIT_DEFAULT_LR = {"sgd": 0.5, "adam": 1.0, "adamw": 1.0, "lbfgs": 1.0}
@@ -147,10 +150,27 @@ def check_momentum(optimizer: str, momentum: float) -> None:
 
 
 def check_fit_options(
-    optimizer: str, lr: float | str | None, momentum: float, schedule: str
+    optimizer: str,
+    lr: float | str | None,
+    momentum: float,
+    schedule: str,
+    *,
+    weighted: bool = False,
+    bounded: bool = False,
 ) -> None:
-    """ConfigError for a combination of curve-fitting solver options that cannot work."""
+    """ConfigError for a combination of curve-fitting solver options that cannot work.
+
+    Weights (--sigma) and bounds (--bounds) need Levenberg-Marquardt: gradient descent
+    minimises the plain mean squared error, and a clipped gradient step is no bounded
+    least-squares solver; descent refuses rather than answer approximately."""
     check_choice("--optimizer", optimizer, FIT_SOLVERS)
+    for given, option in ((weighted, "--sigma"), (bounded, "--bounds")):
+        if given and optimizer != "lm":
+            raise ConfigError(
+                f"{option} needs --optimizer lm (the default): --optimizer {optimizer} "
+                "minimises the unweighted mean squared error without bounds; drop "
+                f"{option}, or fit with lm"
+            )
     if optimizer == "lm" and lr == "auto":
         raise ConfigError(
             "--lr auto finds a learning rate, and --optimizer lm takes none: "
@@ -167,3 +187,33 @@ def check_fit_options(
             f"--schedule {schedule} changes a learning rate, and --optimizer lm has none: "
             "use it with --optimizer sgd, adam or lbfgs"
         )
+
+
+def check_group_options(by: str | None, given: dict[str, object]) -> None:
+    """ConfigError when --by (fitting/many.py: one vectorised Levenberg-Marquardt over
+    every group) is combined with an option it cannot honour; `given` maps each option
+    name to its value, and the ones that are set (not None, False, 0 or the default
+    named in BY_REFUSES) are named."""
+    if by is None:
+        return
+    clash = [flag(k) for k, v in given.items() if v not in (None, False, 0, BY_REFUSES.get(k))]
+    if clash:
+        raise ConfigError(
+            f"--by {by} fits every group at once by one vectorised Levenberg-Marquardt, "
+            f"which does not take {', '.join(clash)}; drop "
+            f"{'it' if len(clash) == 1 else 'them'}, or fit one group at a time"
+        )
+
+
+# Options --by refuses, each with the value that means "not given".
+BY_REFUSES: dict[str, object] = {
+    "optimizer": "lm",
+    "lr": None,
+    "schedule": "constant",
+    "momentum": 0.0,
+    "bounds": None,
+    "valid_pct": 0.0,
+    "animate": None,
+    "ci": "t",
+    "checkpoint_every": "0",
+}

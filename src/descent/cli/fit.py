@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from descent.cli.common import (
+    ExitStatus,
     add_checkpoint_options,
     add_output_options,
     add_schedule_option,
@@ -15,7 +16,7 @@ from descent.cli.common import (
     parse_init,
 )
 from descent.commands.config import FitConfig
-from descent.options import FIT_DEFAULT_LR, FIT_SOLVERS
+from descent.options import CI_METHODS, FIT_DEFAULT_LR, FIT_SOLVERS
 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -62,6 +63,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         default=None,
         help="do not whiten parameters for sgd/adam/lbfgs (the book's raw behaviour)",
     )
+    add_statistics_options(fit)
     fit.add_argument(
         "--drop-missing",
         action="store_true",
@@ -91,6 +93,49 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     fit.set_defaults(run=run_fit)
 
 
+def add_statistics_options(fit: argparse.ArgumentParser) -> None:
+    """Weights, bounds, fixed parameters, intervals and groups (fitting/)."""
+    fit.add_argument(
+        "--sigma",
+        metavar="COL",
+        help="a column of each row's standard uncertainty: the fit minimises chi-square "
+        "(default: every row weighs the same)",
+    )
+    fit.add_argument(
+        "--absolute-sigma",
+        action="store_true",
+        default=None,
+        help="the sigmas are absolute: do not scale the covariance by the reduced "
+        "chi-square (curve_fit's absolute_sigma=True)",
+    )
+    fit.add_argument(
+        "--bounds",
+        action="append",
+        metavar="NAME=LO:HI",
+        help="keep a parameter in [LO, HI] (inf allowed; repeatable, or a comma list "
+        "such as a=0:inf,k=0.5:2); needs --optimizer lm",
+    )
+    fit.add_argument(
+        "--fix",
+        action="append",
+        metavar="NAME=VALUE",
+        help="hold a parameter at a value (repeatable, or a comma list); it is not "
+        "counted in the degrees of freedom",
+    )
+    fit.add_argument(
+        "--ci",
+        choices=CI_METHODS,
+        help="t: intervals at 68.3%% and 95%% from the t distribution; profile: also "
+        f"profile-likelihood intervals (default: {default(FitConfig, 'ci')})",
+    )
+    fit.add_argument(
+        "--by",
+        metavar="COL",
+        help="fit the formula to every group of rows sharing a value of COL, all at "
+        "once; writes groups.csv",
+    )
+
+
 def run_fit(args: argparse.Namespace) -> int:
     from dataclasses import fields, replace
 
@@ -107,5 +152,12 @@ def run_fit(args: argparse.Namespace) -> int:
         if not args.quiet:
             print("--lr given without --optimizer: fitting by gradient descent (sgd)")
     cfg = replace(FitConfig(data=args.data, quiet=args.quiet), **given)
+    if cfg.by is not None:
+        from descent.commands.fit_groups import fit_groups_command
+
+        groups = fit_groups_command(cfg, overwrite=args.overwrite)
+        if groups.finish_signal is None:
+            return ExitStatus.SUCCESS
+        return ExitStatus.SIGTERM if groups.finish_signal == "SIGTERM" else ExitStatus.SIGINT
     result = fit_command(cfg, overwrite=args.overwrite)
     return exit_status(result.fit_result, result.finish_signal)

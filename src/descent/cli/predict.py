@@ -5,20 +5,35 @@ from __future__ import annotations
 import argparse
 
 from descent.cli.common import ExitStatus
+from descent.errors import ConfigError
 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     predict = sub.add_parser(
         "predict",
         parents=[common],
-        help="predict labels of image files with a trained model",
-        description="Loads RUN_DIR/model.safetensors + model.json and labels each image.",
+        help="predict with a run: labels of images (train), or a fitted curve with its "
+        "bands at the rows of a CSV (fit)",
+        description=(
+            "Loads RUN_DIR/model.safetensors + model.json. A classifier (descent train) "
+            "labels each image. A fitted formula (descent fit) is evaluated at the rows of "
+            "one CSV/TSV/Parquet file: its input columns, then y_hat, se_fit, the "
+            "confidence band (conf_low, conf_high) and the prediction band (pred_low, "
+            "pred_high), as CSV on stdout or to --out."
+        ),
+        epilog="Example: descent predict runs/fit1 new_x.csv --out predicted.csv",
     )
-    predict.add_argument("run_dir", help="a run directory made by `descent train`")
-    predict.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
+    predict.add_argument("run_dir", help="a run directory made by `descent train` or `fit`")
+    predict.add_argument("files", nargs="+", help="image files, or one table for a fit run")
     predict.add_argument(
         "--resize", action="store_true", help="resize images of another size (default: refuse them)"
     )
+    predict.add_argument(
+        "--level",
+        type=float,
+        help="a fit run's band probability (default: 0.95)",
+    )
+    predict.add_argument("--out", help="a fit run's CSV output file (default: stdout)")
     predict.add_argument("--json", help="also write the predictions to this JSON file")
     predict.set_defaults(run=run_predict)
 
@@ -27,11 +42,27 @@ def run_predict(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from descent.commands.predict import predict_files
+    from descent.commands.predict_curve import is_fit_run, predict_curve, write_prediction
     from descent.io.files import check_writable, write_json
 
-    if args.json:
-        check_writable(args.json, "--json")  # before any work
-    preds = predict_files(args.run_dir, args.images, resize=args.resize)
+    for option, path in (("--json", args.json), ("--out", getattr(args, "out", None))):
+        if path:
+            check_writable(path, option)  # before any work
+
+    if is_fit_run(args.run_dir):
+        if len(args.files) != 1:
+            raise ConfigError(
+                f"{args.run_dir} is a fit run: give one table of its input columns, "
+                f"not {len(args.files)} files"
+            )
+        if args.resize:
+            raise ConfigError("--resize is for image classifiers, not a fit run")
+        level = 0.95 if args.level is None else args.level
+        write_prediction(predict_curve(args.run_dir, args.files[0], level), args.out, args.json)
+        return ExitStatus.SUCCESS
+    if args.out is not None or args.level is not None:
+        raise ConfigError("--out and --level are for fit runs; this run is a classifier")
+    preds = predict_files(args.run_dir, args.files, resize=args.resize)
     width = max(len(p.file) for p in preds)
     for p in preds:
         print(f"{p.file:<{width}}  {p.label}  {p.probability:.4f}")

@@ -16,12 +16,15 @@ from descent.errors import ConfigError
 from descent.options import (
     AT_LEAST,
     AT_MOST,
+    BY_REFUSES,
+    CI_METHODS,
     CLASSIFIER_LOSSES,
     IMAGE_MODELS,
     OPTIMIZERS,
     check_bounds,
     check_choice,
     check_fit_options,
+    check_group_options,
     check_lr,
     check_momentum,
     check_schedule,
@@ -176,6 +179,24 @@ class FitConfig:
     # suits parameters of 500 and of 1e-4, and correlated ones. LM scales itself
     # (MINPACK's column norms). --no-scale gives the book's raw behaviour.
     scale: bool = True
+    # A column of each row's standard uncertainty: residuals are divided by it, so the
+    # fit minimises chi-square (curve_fit's sigma). None: every row weighs the same.
+    sigma: str | None = None
+    # The sigmas are absolute: covariance = (J^T J)^-1 as is. Otherwise it is scaled by
+    # the reduced chi-square (curve_fit's default, lmfit's scale_covar=True): only the
+    # sigmas' ratios then matter.
+    absolute_sigma: bool = False
+    # ["a=0:inf", "k=0.5:2"]: each parameter kept in its range (LO or HI may be inf).
+    bounds: list[str] | None = None
+    # ["c=0.5"]: held at that value (lmfit's vary=False), not counted in the dof.
+    fix: list[str] | None = None
+    # t: intervals b -+ t * stderr at 68.3 % and 95 % (cheap, symmetric); profile also
+    # profiles chi-square (lmfit's conf_interval): honest when the model is curved, at
+    # a few dozen refits per parameter.
+    ci: str = "t"
+    # A column naming groups: the formula is fitted to each group's rows, all groups at
+    # once (one vectorised Levenberg-Marquardt); results go to groups.csv.
+    by: str | None = None
     drop_missing: bool = False
     valid_pct: float = 0.0  # a fit uses every row unless asked to hold some out
     seed: int = 0
@@ -214,7 +235,18 @@ def check_options(cfg: TrainConfig | FitConfig) -> None:
     parse_every(cfg.checkpoint_every)
     check_schedule(cfg.schedule)
     if isinstance(cfg, FitConfig):
-        check_fit_options(cfg.optimizer, cfg.lr, cfg.momentum, cfg.schedule)
+        check_fit_options(
+            cfg.optimizer,
+            cfg.lr,
+            cfg.momentum,
+            cfg.schedule,
+            weighted=cfg.sigma is not None,
+            bounded=bool(cfg.bounds),
+        )
+        check_choice("--ci", cfg.ci, CI_METHODS)
+        if cfg.absolute_sigma and cfg.sigma is None:
+            raise ConfigError("--absolute-sigma says how to read --sigma COL: give --sigma too")
+        check_group_options(cfg.by, {k: getattr(cfg, k) for k in BY_REFUSES})
     else:
         check_choice("--model", cfg.model, IMAGE_MODELS)
         check_choice("--loss", cfg.loss, CLASSIFIER_LOSSES)

@@ -1,6 +1,6 @@
 """`descent fit`: a formula fitted to the columns of a CSV (fitting/curve.py's
 fit_curve), with its run folder, standard errors, plots, an optional animation and a
-summary."""
+summary (commands/fit_output.py). `--by COL` is commands/fit_groups.py."""
 
 from __future__ import annotations
 
@@ -8,26 +8,26 @@ import copy
 import difflib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 import torch
 from rich.console import Console
 
 from descent.callbacks.checkpointer import Checkpointer
 from descent.commands.config import FitConfig, check_options
+from descent.commands.fit_output import curve_x, finish_fit
 from descent.commands.runs import (
     Continuation,
     Finishing,
     check_outputs,
     start_run,
     with_absolute_paths,
-    write_summary,
 )
 from descent.core.events import Callback, StopReason
 from descent.core.learner import Learner
 from descent.core.result import FitResult
 from descent.data.batches import random_split
+from descent.data.table_rows import read_text_column
 from descent.data.tables import check_enough_rows, read_table
 from descent.errors import ConfigError
 from descent.fitting.curve import (
@@ -35,22 +35,17 @@ from descent.fitting.curve import (
     check_start,
     converged_rule,
     fit_curve,
+    free_model,
     make_curve_learner,
+    prepare_start,
 )
-from descent.io.files import write_json
-from descent.io.models import save_model
+from descent.fitting.fixed import FreeParameters, parse_fixed
+from descent.fitting.profile import ProfileInterval, profile_intervals
+from descent.fitting.weights import check_sigma
 from descent.io.rundir import RunDir
 from descent.models.formula import Formula, FormulaModel, parse_formula
 from descent.options import FIT_DEFAULT_LR, parse_every
-from descent.report.plots import (
-    plot_fit,
-    plot_losses,
-    plot_lr_find,
-    plot_prediction_grid,
-    save_animation,
-    save_figure,
-    schedule_plots,
-)
+from descent.report.plots import plot_lr_find, save_figure
 from descent.tuning.lr_find import LRFindResult, lr_find
 
 
@@ -62,6 +57,7 @@ class FitCommandResult:
     run_dir: RunDir
     summary: dict
     finish_signal: str | None = None  # a signal that came while the run wrote its files
+    profile: dict[str, ProfileInterval] | None = None  # with --ci profile
 
     @property
     def fit_result(self) -> FitResult:
@@ -85,6 +81,7 @@ class FitData:
     y: torch.Tensor  # (n,)
     header: list[str]  # every column of the file
     dropped_rows: list[int]  # rows left out for missing values (--drop-missing)
+    sigma: torch.Tensor | None = field(default=None, repr=False)  # (n,) with --sigma COL
 
 
 def load_fit_data(cfg: FitConfig) -> FitData:
@@ -100,7 +97,7 @@ def load_fit_data(cfg: FitConfig) -> FitData:
             f"--x {', '.join(missing)}: no such column in {cfg.data}; "
             f"its columns are {', '.join(header)}"
         )
-    candidates = cfg.x or [c for c in header if c != cfg.y]
+    candidates = cfg.x or [c for c in header if c not in (cfg.y, cfg.sigma, cfg.by)]
     formula = parse_formula(cfg.model, candidates)
     if cfg.y in formula.inputs:
         raise ConfigError(f"--y {cfg.y} is also an input of the formula; fit it to another column")
@@ -116,10 +113,44 @@ def load_fit_data(cfg: FitConfig) -> FitData:
             f"the formula {cfg.model!r} uses no column of {cfg.data}: its names are "
             f"{', '.join(formula.params)}; name an input after a column (or pass --x)"
         )
-    table = read_table(cfg.data, columns=[*formula.inputs, cfg.y], drop_missing=cfg.drop_missing)
+    for option, name in (("--sigma", cfg.sigma), ("--by", cfg.by)):
+        check_extra_column(option, name, header, [*formula.inputs, cfg.y], cfg.data)
+    sigma_col = [cfg.sigma] if cfg.sigma else []
+    table = read_table(
+        cfg.data, columns=[*formula.inputs, cfg.y, *sigma_col], drop_missing=cfg.drop_missing
+    )
     x, y = table.select(formula.inputs, cfg.y)
-    check_enough_rows(table.n_rows, len(formula.params), cfg.data)
-    return FitData(formula, x, y, table.header, table.dropped_rows)
+    free = len(formula.params) - len(parse_fixed(cfg.fix, formula.params))
+    if cfg.by is None:
+        check_enough_rows(table.n_rows, free, cfg.data)
+    sigma = None
+    if cfg.sigma is not None:
+
+        def line(k: int) -> int:  # the file line of data row k, for the message
+            return int(read_text_column(cfg.data, cfg.y).without(table.dropped_rows).lines[k])
+
+        what = f"{cfg.data}: --sigma {cfg.sigma}"
+        sigma = check_sigma(table.columns[cfg.sigma], what, len(y), line)
+    return FitData(formula, x, y, table.header, table.dropped_rows, sigma)
+
+
+def check_extra_column(
+    option: str, name: str | None, header: list[str], used: list[str], path: str
+) -> None:
+    """ConfigError unless column `name` (--sigma or --by) exists and is not an input or y."""
+    if name is None:
+        return
+    if name not in header:
+        close = difflib.get_close_matches(name, header, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"{option} {name}: no such column in {path}{hint}; its columns are {', '.join(header)}"
+        )
+    if name in used:
+        raise ConfigError(
+            f"{option} {name}: that column is already the formula's input or --y; "
+            f"name another column"
+        )
 
 
 def fit_command(
@@ -142,8 +173,10 @@ def fit_command(
     data = load_fit_data(cfg)
     formula, x, y = data.formula, data.x, data.y
     model = FormulaModel(formula, cfg.init)
+    bounds, fixed = prepare_start(model, cfg.bounds, cfg.fix)  # checked, fixed values set
     train_idx, valid_idx = random_split(len(y), cfg.valid_pct, cfg.seed)
     xt, yt = x[train_idx], y[train_idx]
+    st = None if data.sigma is None else data.sigma[train_idx]
     check_start(model, xt, yt)  # before the run folder is made
     found = None
     if cfg.lr == "auto":
@@ -186,6 +219,10 @@ def fit_command(
                 model,
                 xt,
                 yt,
+                sigma=st,
+                absolute_sigma=cfg.absolute_sigma,
+                bounds=bounds,
+                fixed=fixed,
                 valid=(x[valid_idx], y[valid_idx]),
                 optimizer=cfg.optimizer,
                 lr=cfg.lr,
@@ -193,14 +230,19 @@ def fit_command(
                 epochs=cfg.epochs,
                 scale=cfg.scale,
                 schedule=cfg.schedule,
-                snapshot_x=_curve_x(x),
+                snapshot_x=curve_x(x),
                 console=None if cfg.quiet else console,
                 callbacks=[checkpointer, *callbacks],
                 resume=None if resume is None else resume.checkpoint,
             )
             if curve.fit_result.stopped == StopReason.INTERRUPTED:
                 console.print(checkpointer.note(run, curve.fit_result.message))
-            return _finish_fit(cfg, curve, formula, x, y, run, console, finishing)
+            profile = None
+            if cfg.ci == "profile" and curve.fit_result.stopped != StopReason.INTERRUPTED:
+                say("--ci profile: refitting along each free parameter's profile")
+                profile = profile_intervals(curve)
+            summary = finish_fit(cfg, curve, formula, x, y, run, console, finishing, profile)
+            return FitCommandResult(curve, run, summary, finishing.signal, profile)
     finally:
         if resume is None:
             run.close()
@@ -212,9 +254,12 @@ def build_fit_learner(
     """The learner `descent fit` would train (on a copy of `model`), untrained: for
     the learning-rate tools."""
     check_start(model, x, y)
+    model = copy.deepcopy(model)
+    _, fixed = prepare_start(model, cfg.bounds, cfg.fix)
     setup = make_curve_learner(
-        copy.deepcopy(model), x, y, valid=valid, optimizer=cfg.optimizer, lr=lr,
-        momentum=cfg.momentum, scale=cfg.scale, snapshot_x=None, console=None,
+        free_model(model, FreeParameters(model.names, fixed)), x, y, valid=valid,
+        optimizer=cfg.optimizer, lr=lr, momentum=cfg.momentum, scale=cfg.scale,
+        snapshot_x=None, console=None,
     )  # fmt: skip
     return setup.learner
 
@@ -222,14 +267,6 @@ def build_fit_learner(
 def find_fit_lr(cfg: FitConfig, model: FormulaModel, x, y, valid=None) -> LRFindResult:
     """The learning-rate finder on the fit's learner (whitened, as it will train)."""
     return lr_find(build_fit_learner(cfg, model, x, y, valid))
-
-
-def _curve_x(x: torch.Tensor) -> torch.Tensor:
-    """Where to draw the curve: 400 points over the data's range for one input;
-    the data themselves for several inputs."""
-    if x.dim() == 1:
-        return torch.linspace(float(x.min()), float(x.max()), 400, dtype=x.dtype)
-    return x
 
 
 def _describe_solver(cfg: FitConfig) -> str:
@@ -243,134 +280,6 @@ def _describe_solver(cfg: FitConfig) -> str:
     return (
         f"solver: {cfg.optimizer} lr {lr:g}{scaled}, float64; stops when {converged_rule().rule()}"
     )
-
-
-def _finish_fit(cfg, curve, formula, x, y, run, console, finishing) -> FitCommandResult:
-    """Write the run directory (model, metrics, parameters and summary first, then the
-    plots and the animation) and print the summary."""
-    model, result = curve.model, curve.fit_result
-    for name in ("model.safetensors", "model.json"):
-        run.file(name)  # recorded as the run's before they are written
-    save_model(model, run.path, y=cfg.y, inputs=formula.inputs)
-    run.write_metrics(result.history)
-    write_json(run.file("params.json"), {"params": curve.params, "stderr": curve.stderr})
-    summary = {
-        "formula": formula.text,
-        "y": cfg.y,
-        "inputs": formula.inputs,
-        "params": curve.params,
-        "stderr": curve.stderr,
-        "stderr_note": curve.stderr_note,
-        "correlation": curve.correlation,
-        "rss": curve.rss,
-        "r2": curve.r2,
-        "n": curve.n,
-        "dof": curve.n - len(curve.params),
-        "optimizer": cfg.optimizer,
-        "lr": cfg.lr,
-        "lr_found": cfg.lr_found,
-        "schedule": cfg.schedule,
-        "stopped": result.stopped,
-        "message": result.message,
-        "steps": result.steps,
-        "seconds": result.seconds,
-        "history": result.history.to_records(),
-        "run_dir": str(run),
-    }
-    write_summary(run, summary, cfg.json)  # a complete run before any plot is drawn
-    _print_summary(console, curve, result, run, cfg)
-
-    # The figures come after the numbers: drawing them takes longer than the fit.
-    def drawings() -> list[Path]:
-        plots = []
-        if cfg.plots:
-            plots = _fit_plots(run, curve, formula, x, y, cfg) + schedule_plots(curve.learner, run)
-        if cfg.animate:
-            _animate(cfg.animate, curve.snapshots, x, y, formula, cfg)
-        return plots
-
-    plots = finishing.draw(drawings)
-    if made := run.plot_listing(plots):
-        console.print(f"  plots: {run.plots}/ {made}")
-    if finishing.signal is not None:
-        console.print(finishing.note())
-    return FitCommandResult(curve, run, summary, finishing.signal)
-
-
-def _print_summary(console, curve, result, run, cfg):
-    say = console.print
-    params, stderr, note, rss, r2 = (
-        curve.params,
-        curve.stderr,
-        curve.stderr_note,
-        curve.rss,
-        curve.r2,
-    )
-    corr, n, p = torch.tensor(curve.correlation), curve.n, len(curve.params)
-    say(f"\n[bold]Fitted parameters[/] ({cfg.y} = {cfg.model})")
-    width = max(len(k) for k in params)
-    say(f"  {'':<{width}}  {'value':>16}  {'std error':>12}  {'rel.':>8}")
-    for k, v in params.items():
-        e = stderr[k]
-        rel = f"{100 * e / abs(v):.3g}%" if v and math.isfinite(e) else "-"
-        say(f"  {k:<{width}}  {v:>16.10g}  {e:>12.5g}  {rel:>8}")
-    if note:
-        say(f"  [yellow]warning:[/] standard errors cannot be estimated: {note}")
-    say(f"  RSS {rss:.10g}   R² {r2:.8f}   n {n}, p {p}, dof {n - p}")
-    strong = [
-        f"{a}-{b} {corr[i, j]:+.3f}"
-        for i, a in enumerate(params)
-        for j, b in enumerate(params)
-        if j > i and math.isfinite(float(corr[i, j])) and abs(float(corr[i, j])) > 0.95
-    ]
-    if strong:
-        say("  strongly correlated: " + ", ".join(strong))
-    say(
-        f"  {result.steps} steps ({cfg.optimizer}), {result.seconds:.3f} s, "
-        f"stopped: {result.stopped} - {result.message}"
-    )
-    say(f"  run: {run}/ {run.listing()}")
-
-
-def _fit_plots(run, curve, formula, x, y, cfg) -> list[Path]:
-    model, result = curve.model, curve.fit_result
-    with torch.no_grad():
-        resid = model(x) - y
-        one = x.dim() == 1
-        grid = _curve_x(x)
-        curve_y = model(grid)
-        snap_x = grid
-        if not one:  # several inputs: draw against the row number
-            x, grid, snap_x = (torch.arange(len(y), dtype=y.dtype),) * 3
-    xlabel = formula.inputs[0] if one else "row"
-    figs = {
-        "fit.png": plot_fit(
-            x,
-            y,
-            grid,
-            curve_y,
-            residuals=resid,
-            xlabel=xlabel,
-            ylabel=cfg.y,
-            title=f"{cfg.y} = {formula.text}",
-        ),
-        "fit_steps.png": plot_prediction_grid(
-            x, y, curve.snapshots, panels=6, curve_x=snap_x, label="step"
-        ),
-        "loss.png": plot_losses(result.history, title="loss (MSE)"),
-    }
-    return [save_figure(fig, run.plot(name)) for name, fig in figs.items()]
-
-
-def _animate(path: str, snapshots, x, y, formula, cfg) -> None:
-    """A GIF of the curve moving toward the data, one frame per snapshot."""
-    one = x.dim() == 1
-    curve_x = _curve_x(x) if one else torch.arange(len(y), dtype=y.dtype)
-    save_animation(
-        path, snapshots, x if one else curve_x, y, curve_x,
-        xlabel=formula.inputs[0] if one else "row", ylabel=cfg.y,
-        title=f"{cfg.y} = {formula.text}",
-    )  # fmt: skip
 
 
 __all__ = [

@@ -20,9 +20,16 @@ Bounds = dict[str, tuple[float, float]]
 AT_BOUND_NOTE = "at its {side} bound: the standard error is not meaningful there"
 
 
-def parse_bounds(specs: str | Iterable[str], names: Sequence[str]) -> Bounds:
+def parse_bounds(
+    specs: str | Iterable[str] | Mapping[str, tuple[float, float]] | None, names: Sequence[str]
+) -> Bounds:
     """{'a': (0.0, inf), 'k': (0.5, 2.0)} from "a=0:inf,k=0.5:2" (or a list of such
-    strings). LO or HI may be inf/-inf or empty (open). ConfigError names the item."""
+    strings, or a mapping {name: (lo, hi)}, checked by the same rules). LO or HI may be
+    inf/-inf or empty (open). ConfigError names the item."""
+    if specs is None:
+        return {}
+    if isinstance(specs, Mapping):
+        specs = [f"{name}={_text(lo)}:{_text(hi)}" for name, (lo, hi) in specs.items()]
     items = [specs] if isinstance(specs, str) else list(specs)
     out: Bounds = {}
     for item in (part.strip() for spec in items for part in spec.split(",")):
@@ -51,6 +58,10 @@ def parse_bounds(specs: str | Iterable[str], names: Sequence[str]) -> Bounds:
     return out
 
 
+def _text(v: float | str | None) -> str:
+    return "" if v is None else str(v)
+
+
 def _number(text: str, empty: float, item: str) -> float:
     text = text.strip()
     if not text:
@@ -73,7 +84,7 @@ def bound_vectors(bounds: Mapping[str, tuple[float, float]], names: Sequence[str
     return torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64)
 
 
-def check_start(start: Mapping[str, float], bounds: Mapping[str, tuple[float, float]]) -> None:
+def check_inside(start: Mapping[str, float], bounds: Mapping[str, tuple[float, float]]) -> None:
     """ConfigError when a starting value lies outside its bounds."""
     for name, (lo, hi) in bounds.items():
         v = start[name]

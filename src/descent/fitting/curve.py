@@ -1,14 +1,25 @@
 """fit_curve(): a formula fitted to data by least squares with descent's loop,
-curve_fit's job: Levenberg-Marquardt by default, or sgd/adam/lbfgs on whitened
-parameters; standard errors from the residual Jacobian. The `descent fit` command
-around it (CSV, run folder, plots, summary) is commands/fit.py."""
+curve_fit's and lmfit's job: Levenberg-Marquardt by default, or sgd/adam/lbfgs on
+whitened parameters; per-row sigmas, bounds and fixed parameters; lmfit's statistics
+from the residual Jacobian. It is the one way descent fits one curve: profile
+intervals refit through it, and `descent fit` (commands/fit.py) wraps it with a CSV,
+a run folder, plots and a summary.
+
+Fixed parameters (lmfit's vary=False) are hidden from the solver: it trains a model of
+the free parameters alone (fixed.FreeParameters), so the Jacobian has a column per free
+parameter and the degrees of freedom count only those. Sigmas divide the residuals
+(levenberg.Residuals), bounds keep the free parameters in their box
+(LevenbergMarquardt's projected step); both need Levenberg-Marquardt, and sgd/adam/lbfgs
+refuse them (options.check_fit_options): their loss is the plain mean squared error,
+and a clipped gradient step is no bounded least-squares solver.
+"""
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from rich.console import Console
@@ -23,11 +34,21 @@ from descent.core.progress import ProgressDisplay
 from descent.core.result import FitResult
 from descent.data.batches import Batches
 from descent.errors import FormulaError
+from descent.fitting.bounds import (
+    AT_BOUND_NOTE,
+    at_bounds,
+    bound_vectors,
+    check_inside,
+    parse_bounds,
+)
+from descent.fitting.fixed import FreeParameters, parse_fixed
 from descent.fitting.learner import JacobianLearner, OptimizerStop
-from descent.fitting.levenberg import LevenbergMarquardt, NotFinite, Residuals, standard_errors
+from descent.fitting.levenberg import LevenbergMarquardt, NotFinite, Residuals
 from descent.fitting.scaled import ScaledModel
+from descent.fitting.start import check_start
+from descent.fitting.statistics import LEVELS, FitStatistics, fit_statistics, t_intervals
+from descent.fitting.weights import check_sigma
 from descent.io.checkpoints import ResumeFrom, load_learner_state
-from descent.models.formula import FormulaModel
 from descent.models.function import FunctionModel
 from descent.options import FIT_DEFAULT_LR, check_fit_options
 
@@ -40,26 +61,48 @@ def converged_rule() -> Converged:
 
 @dataclass
 class CurveFit:
-    """What `fit_curve` returns: the fitted parameters and how sure they are."""
+    """What `fit_curve` returns: the fitted parameters, how sure they are, and what
+    profile intervals (profile.py) and bands (bands.py) need to go further."""
 
-    params: dict[str, float]
-    stderr: dict[str, float]
-    correlation: list[list[float]]
-    stderr_note: str  # why standard errors are NaN, or ""
-    rss: float
+    params: dict[str, float]  # every parameter, fixed ones included, in formula order
+    stderr: dict[str, float]  # fixed parameters: 0.0 (lmfit's convention)
+    correlation: list[list[float]]  # (p_free, p_free), in `free` order
+    stderr_note: str  # why standard errors are NaN (or meaningless at a bound), or ""
+    rss: float  # sum of squared residuals f - y, unweighted
     r2: float
     n: int
     fit_result: FitResult  # what the loop did: why it stopped, steps, history
-    model: FormulaModel
+    model: FunctionModel  # the formula's model, every parameter at its fitted value
     learner: Learner
     snapshots: list[tuple[int, torch.Tensor]]  # (step, predictions on snapshot_x)
+    statistics: FitStatistics  # chisqr, redchi, aic, bic, covariance over `free`
+    free: list[str]
+    fixed: dict[str, float] = field(default_factory=dict)
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    at_bound: dict[str, str] = field(default_factory=dict)  # name -> "lower" | "upper"
+    absolute_sigma: bool = False
+    sigma: torch.Tensor | None = field(default=None, repr=False)  # (n,) or None
+    x: torch.Tensor | None = field(default=None, repr=False)  # the rows fitted
+    y: torch.Tensor | None = field(default=None, repr=False)
+    residuals: torch.Tensor | None = field(default=None, repr=False)  # (n,) weighted
+    jacobian_t: torch.Tensor | None = field(default=None, repr=False)  # (p_free, n)
+
+    def intervals(self, levels: Sequence[float] = LEVELS) -> dict[str, list]:
+        """{free name: [(probability, low, high), ...]}: b -+ t_ppf((1 + P) / 2, nfree)
+        * stderr, at 68.3 % and 95 % by default."""
+        se = {n: self.stderr[n] for n in self.free}
+        return t_intervals(self.params, se, self.statistics.nfree, levels)
 
 
 def fit_curve(
-    model: FormulaModel,
+    model: FunctionModel,
     x: torch.Tensor,
     y: torch.Tensor,
     *,
+    sigma: torch.Tensor | Sequence[float] | None = None,
+    absolute_sigma: bool = False,
+    bounds: Mapping[str, tuple[float, float]] | str | Iterable[str] | None = None,
+    fixed: Mapping[str, float] | str | Iterable[str] | None = None,
     valid: tuple[torch.Tensor, torch.Tensor] | None = None,
     optimizer: str = "lm",
     lr: float | None = None,
@@ -74,16 +117,27 @@ def fit_curve(
 ) -> CurveFit:
     """Fit `model` (a FormulaModel, changed in place) to y ~ model(x) by least squares.
 
-    The Python form of `descent fit`: curve_fit's job, done by descent's loop.
-    x is (n,) or (n, d); y is (n,). Returns the parameters, standard errors (from
-    the residual Jacobian at the optimum), RSS and R^2. `console` shows the epoch
-    table; `snapshot_x` records predictions there for plots and animations.
-    `callbacks` join the first learner (not a retry), and `resume` continues it
-    from a checkpoint."""
-    check_fit_options(optimizer, lr, momentum, schedule)
+    The Python form of `descent fit`. x is (n,) or (n, d); y is (n,).
+    - sigma (n,): each row's standard uncertainty; the fit minimises chi-square.
+      absolute_sigma: the covariance is (J^T J)^-1 as is, else scaled by the reduced
+      chi-square (curve_fit's absolute_sigma, lmfit's scale_covar=False).
+    - bounds {name: (lo, hi)} (or "a=0:inf,k=0.5:2"): the solver stays inside; the
+      start must be inside. fixed {name: value} (or "c=0.5"): held at that value.
+    Returns the parameters, standard errors, lmfit's statistics, RSS and R^2.
+    `console` shows the epoch table; `snapshot_x` records predictions there for plots
+    and animations. `callbacks` join the first learner (not a retry), and `resume`
+    continues it from a checkpoint."""
+    bounds, fixed = prepare_start(model, bounds, fixed)
+    check_fit_options(
+        optimizer, lr, momentum, schedule, weighted=sigma is not None, bounded=bool(bounds)
+    )
+    if sigma is not None:
+        sigma = check_sigma(sigma, "sigma", len(y)).to(y.device)
     if schedule != "constant":
         callbacks = [*callbacks, Schedule(schedule)]
-    init = model.params.detach().clone()
+    split = FreeParameters(model.names, fixed)
+    solved = free_model(model, split)
+    box = bound_vectors(bounds, split.free) if any(n in bounds for n in split.free) else None
     opts = dict(
         valid=valid,
         optimizer=optimizer,
@@ -92,9 +146,12 @@ def fit_curve(
         scale=scale,
         snapshot_x=snapshot_x,
         console=console,
+        sigma=sigma,
+        bounds=box,
     )
+    init = solved.params.detach().clone()
     try:
-        setup = make_curve_learner(model, x, y, **opts, extra=callbacks)
+        setup = make_curve_learner(solved, x, y, **opts, extra=callbacks)
         if resume is not None:
             load_learner_state(setup.learner, resume)
         result = setup.learner.fit(epochs)
@@ -104,86 +161,102 @@ def fit_curve(
     if optimizer == "lm" and result.stopped in (StopReason.MAX_EPOCHS, StopReason.NO_PROGRESS):
         # One retry from the start with strong damping (MINPACK's tau = 0.1 style):
         # it rescues very poor starts; the better of the two fits is kept.
-        retry_model = copy.deepcopy(model)
+        again = copy.deepcopy(solved)
         with torch.no_grad():
-            retry_model.params.copy_(init)
-        retry = make_curve_learner(retry_model, x, y, **opts, tau=0.1, shrink=1 / 3)
+            again.params.copy_(init)
+        retry = make_curve_learner(again, x, y, **opts, tau=0.1, shrink=1 / 3)
         if console is not None:
             console.print(f"stopped: {result.stopped}; retrying from the start with strong damping")
         retry_result = retry.learner.fit(epochs)
-        if _rss(retry_model, x, y) < _rss(model, x, y):
+        if _chisqr(again, x, y, sigma) < _chisqr(solved, x, y, sigma):
             with torch.no_grad():
-                model.params.copy_(retry_model.params)
+                solved.params.copy_(again.params)
             setup, result = retry, retry_result
     learner = setup.learner
     if isinstance(learner.model, ScaledModel):
         with torch.no_grad():
-            model.params.copy_(learner.model.unscaled())
+            solved.params.copy_(learner.model.unscaled())
+    with torch.no_grad():
+        full = split.full(solved.params.tolist()).values()
+        model.params.copy_(torch.tensor(list(full), dtype=model.params.dtype))
+    return _result(model, solved, split, x, y, sigma, absolute_sigma, bounds, setup, result)
+
+
+def prepare_start(
+    model: FunctionModel,
+    bounds: Mapping[str, tuple[float, float]] | str | Iterable[str] | None,
+    fixed: Mapping[str, float] | str | Iterable[str] | None,
+) -> tuple[dict[str, tuple[float, float]], dict[str, float]]:
+    """(bounds, fixed) parsed and checked against the model's parameters (ConfigError
+    naming the item), the fixed values put into the model, and ConfigError when a free
+    parameter starts outside its bounds: before any fit, or any run folder."""
+    bounds = parse_bounds(bounds, model.names)
+    fixed = parse_fixed(fixed, model.names)
+    with torch.no_grad():
+        for name, value in fixed.items():
+            model.params[model.names.index(name)] = value
+    start = model.values()
+    check_inside(
+        {n: start[n] for n in start if n not in fixed},
+        {n: b for n, b in bounds.items() if n not in fixed},
+    )
+    return bounds, fixed
+
+
+def free_model(model: FunctionModel, split: FreeParameters) -> FunctionModel:
+    """The model the solver trains: `model` itself, or one of its free parameters
+    alone (the fixed ones put back in place inside its function)."""
+    if not split.fixed:
+        return model
+    start = model.values()
+    free = FunctionModel(split.function(model.f), split.free, [start[n] for n in split.free])
+    free.elementwise = getattr(model, "elementwise", False)
+    return free.to(model.params.dtype)
+
+
+def _result(model, solved, split, x, y, sigma, absolute_sigma, bounds, setup, result) -> CurveFit:
+    """The CurveFit at the solution: residuals and Jacobian (the solver's own when it
+    has them), lmfit's statistics, R^2."""
+    b = solved.params.detach()
     cached = None
-    if isinstance(learner.opt, LevenbergMarquardt):  # r and J^T at the solution: known
-        cached = learner.opt.residuals_and_jacobian_at(model.params.detach())
+    if isinstance(setup.learner.opt, LevenbergMarquardt):  # r and J^T at the solution: known
+        cached = setup.learner.opt.residuals_and_jacobian_at(b)
     if cached is None:
-        res = Residuals(model.f, x, y)
-        cached = (res(model.params.detach()), res.jacobian_t())
+        res = Residuals(solved.f, x, y, getattr(solved, "elementwise", False), sigma)
+        cached = (res(b), res.jacobian_t())
     r, jt = cached
-    se, corr, note = standard_errors(jt, r)
-    rss = float(r @ r)
+    stats = fit_statistics(r, jt, split.free, absolute_sigma)
+    params = model.values()
+    at_bound = at_bounds(params, {n: v for n, v in bounds.items() if n in split.free})
+    notes = [stats.note] if stats.note else []
+    notes += [f"{n} is " + AT_BOUND_NOTE.format(side=side) for n, side in at_bound.items()]
+    unweighted = r if sigma is None else r * sigma
+    rss = float(unweighted @ unweighted)
     sst = float(((y - y.mean()) ** 2).sum())
     return CurveFit(
-        params=model.values(),
-        stderr=dict(zip(model.names, se.tolist(), strict=True)),
-        correlation=corr.tolist(),
-        stderr_note=note,
+        params=params,
+        stderr={n: 0.0 if n in split.fixed else stats.stderr[n] for n in model.names},
+        correlation=stats.correlation.tolist(),
+        stderr_note="; ".join(notes),
         rss=rss,
         r2=1 - rss / sst if sst > 0 else math.nan,
         n=len(y),
         fit_result=result,
         model=model,
-        learner=learner,
+        learner=setup.learner,
         snapshots=setup.snapshots.snapshots if setup.snapshots is not None else [],
+        statistics=stats,
+        free=split.free,
+        fixed=dict(split.fixed),
+        bounds=dict(bounds),
+        at_bound=at_bound,
+        absolute_sigma=absolute_sigma,
+        sigma=sigma,
+        x=x,
+        y=y,
+        residuals=r,
+        jacobian_t=jt,
     )
-
-
-def check_start(model: FormulaModel, x: torch.Tensor, y: torch.Tensor) -> None:
-    """Raise FormulaError, naming the observation, when the formula, its derivatives or
-    the sum of squared residuals are not finite at the model's (starting) parameters:
-    no solver can start there (curve_fit fails there too, less clearly)."""
-    b = model.params.detach()
-    at = "at the starting values " + ", ".join(f"{k} = {v:g}" for k, v in model.values().items())
-    inputs = getattr(getattr(model, "formula", None), "inputs", [])
-    xs = x.reshape(len(x), -1)
-
-    def where(k: int) -> str:
-        row = ", ".join(f"{n} = {float(v):g}" for n, v in zip(inputs, xs[k], strict=False))
-        return f"observation {k + 1}" + (f" ({row})" if row else "")
-
-    with torch.no_grad():
-        pred = model.f(x, b)
-    bad = (~torch.isfinite(pred)).nonzero()
-    if len(bad):
-        k = int(bad[0])
-        raise FormulaError(
-            f"{at} the formula gives {float(pred[k]):g} at {where(k)}; choose starting "
-            "values where it is finite (--init name=value) or leave that row out"
-        )
-    res = Residuals(model.f, x, y, elementwise=getattr(model, "elementwise", False))
-    r = res(b)
-    jt = res.jacobian_t()
-    for name, row in zip(model.names, jt, strict=True):
-        bad = (~torch.isfinite(row)).nonzero()
-        if len(bad):
-            k = int(bad[0])
-            raise FormulaError(
-                f"{at} the derivative with respect to {name} is {float(row[k]):g} at "
-                f"{where(k)}: autograd cannot differentiate the formula there (sqrt, log or "
-                "a fractional power of 0, say); leave that row out or rewrite the formula"
-            )
-    if not math.isfinite(float(r @ r)):
-        k = int(r.abs().argmax())
-        raise FormulaError(
-            f"{at} the sum of squared residuals overflows (the residual at {where(k)} is "
-            f"{float(r[k]):.3g}); choose starting values nearer the data (--init name=value)"
-        )
 
 
 @dataclass
@@ -196,7 +269,7 @@ class CurveSetup:
 
 
 def make_curve_learner(
-    model: FormulaModel,
+    model: FunctionModel,
     x: torch.Tensor,
     y: torch.Tensor,
     *,
@@ -207,21 +280,25 @@ def make_curve_learner(
     scale: bool,
     snapshot_x: torch.Tensor | None,
     console: Console | None,
+    sigma: torch.Tensor | None = None,
+    bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
     tau: float = 1e-4,
     shrink: float = 1 / 30,
     extra: Sequence[Callback] = (),
 ) -> CurveSetup:
     """The learner fit_curve trains: Levenberg-Marquardt on `model` (a JacobianLearner
-    with OptimizerStop), or `optimizer` on the whitened ScaledModel (with the
+    with OptimizerStop; residuals divided by `sigma`, parameters kept inside `bounds`,
+    (lower, upper) tensors), or `optimizer` on the whitened ScaledModel (with the
     convergence rule converged_rule())."""
     callbacks: list[Callback] = []
     kwargs: dict = {}
     if optimizer == "lm":
-        residuals = Residuals(model.f, x, y, elementwise=getattr(model, "elementwise", False))
+        elementwise = getattr(model, "elementwise", False)
+        residuals = Residuals(model.f, x, y, elementwise=elementwise, sigma=sigma)
         trained, learner_class, lr = model, JacobianLearner, 1.0
 
         def make_opt(params, lr):
-            return LevenbergMarquardt(params, residuals, tau=tau, shrink=shrink)
+            return LevenbergMarquardt(params, residuals, tau=tau, shrink=shrink, bounds=bounds)
 
         # LM only accepts steps that lower the sum of squares: it cannot diverge, so of
         # the default guards it needs only the interrupt handler.
@@ -261,9 +338,10 @@ def make_curve_learner(
     return CurveSetup(learner, snaps)
 
 
-def _rss(model: FunctionModel, x: torch.Tensor, y: torch.Tensor) -> float:
+def _chisqr(model: FunctionModel, x: torch.Tensor, y: torch.Tensor, sigma) -> float:
     with torch.no_grad():
-        return float(((model(x) - y) ** 2).sum())
+        r = model(x) - y
+        return float(((r if sigma is None else r / sigma) ** 2).sum())
 
 
 __all__ = [
@@ -272,5 +350,7 @@ __all__ = [
     "check_start",
     "converged_rule",
     "fit_curve",
+    "free_model",
     "make_curve_learner",
+    "prepare_start",
 ]

@@ -7,16 +7,23 @@ parameter and the degrees of freedom are n - (number of free parameters).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 
 from descent.errors import ConfigError
 
 
-def parse_fixed(specs: str | Iterable[str], names: Sequence[str]) -> dict[str, float]:
-    """{'c': 0.5} from "c=0.5" (or a list of such, or a comma list); ConfigError names
-    the item when the name is not a parameter or the value not a finite number."""
+def parse_fixed(
+    specs: str | Iterable[str] | Mapping[str, float] | None, names: Sequence[str]
+) -> dict[str, float]:
+    """{'c': 0.5} from "c=0.5" (or a list of such, a comma list, or a mapping {name:
+    value}, checked by the same rules); ConfigError names the item when the name is not
+    a parameter or the value not a finite number."""
+    if specs is None:
+        return {}
+    if isinstance(specs, Mapping):
+        specs = [f"{name}={v}" for name, v in specs.items()]
     items = [specs] if isinstance(specs, str) else list(specs)
     out: dict[str, float] = {}
     for item in (part.strip() for spec in items for part in spec.split(",")):
@@ -57,14 +64,16 @@ class FreeParameters:
         """f_free(x, b_free) = f(x, b) with b_i = the fixed value where i is fixed.
 
         b_free is a (p_free,) tensor or a tuple of p_free tensors (the per-observation
-        rows of levenberg.Residuals); fixed values enter as 0-dim float64 tensors."""
+        rows of levenberg.Residuals); fixed values enter as 0-dim float64 tensors on the
+        free parameters' device; x is passed through as it is."""
         if not self.fixed:
             return f
         consts = {n: torch.tensor(v, dtype=torch.float64) for n, v in self.fixed.items()}
 
-        def f_free(x: torch.Tensor, b_free) -> torch.Tensor:
-            rows = iter(b_free if isinstance(b_free, (tuple, list)) else b_free.unbind())
-            full = [consts[n].to(x.device) if n in consts else next(rows) for n in self.names]
+        def f_free(x, b_free) -> torch.Tensor:
+            free = list(b_free) if isinstance(b_free, (tuple, list)) else b_free.unbind()
+            rows, device = iter(free), free[0].device
+            full = [consts[n].to(device) if n in consts else next(rows) for n in self.names]
             return f(x, full)
 
         return f_free

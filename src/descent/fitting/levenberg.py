@@ -1,5 +1,5 @@
-"""Levenberg-Marquardt with torch.optim's interface, and standard errors from the
-residual Jacobian: the default solver of `descent fit`.
+"""Levenberg-Marquardt with torch.optim's interface: the default solver of `descent fit`
+(standard errors and lmfit's statistics from its Jacobian: statistics.py).
 
 Every step is still "predict, measure, differentiate, step": the derivative is of
 each residual r_k = f(x_k, b) - y_k rather than of their sum of squares, and the
@@ -319,36 +319,3 @@ def projected_step(
     step = np.clip(b0 + delta, lower, upper) - b0
     js = torch.from_numpy(step).to(jt.dtype) @ jt  # (p,) @ (p, n) -> (n,)
     return step, float(-(r @ js) - 0.5 * (js @ js))
-
-
-def standard_errors(jt: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """Standard errors and the correlation matrix, as curve_fit and lmfit report them.
-
-    cov = s^2 (J^T J)^-1 with s^2 = RSS / (n - p), J the residual Jacobian at the
-    optimum, computed as D^-1 V S^-2 V^T D^-1 from the SVD of the column-equilibrated
-    J (J^T J is never formed). Returns (stderr (p,), correlation (p, p), note); both
-    are NaN, with the reason in `note`, when n <= p or J is numerically rank deficient.
-    """
-    p, n = jt.shape
-    nan = torch.full((p,), math.nan, dtype=torch.float64)
-    nan_corr = torch.full((p, p), math.nan, dtype=torch.float64)
-    if n <= p:
-        return nan, nan_corr, f"{n} observations for {p} parameters: no degrees of freedom left"
-    if not math.isfinite(float(jt.sum())):
-        return nan, nan_corr, "the Jacobian is not finite at the solution"
-    d, s, vh, _ = decompose(jt, r)
-    if s[-1] <= s[0] * max(n, p) * EPS:
-        return (
-            nan,
-            nan_corr,
-            (
-                "the Jacobian is rank deficient: some parameters are not identifiable from "
-                "these data (redundant, or without effect on the predictions)"
-            ),
-        )
-    w = vh.T / s / d[:, None]  # cov = s^2 w w^T
-    cov = float(r @ r) / (n - p) * (w @ w.T)
-    se = np.sqrt(np.diag(cov))
-    with np.errstate(invalid="ignore", divide="ignore"):  # a zero error: NaN correlation
-        corr = cov / np.outer(se, se)
-    return torch.from_numpy(se), torch.from_numpy(corr), ""

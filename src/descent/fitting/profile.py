@@ -15,10 +15,14 @@ outwards from the best fit and then by the Illinois variant of regula falsi, to
 refit starts from the nearest point already profiled. An end that the profile does
 not reach inside the parameter's bounds (or in `max_expand` doublings) is +-inf,
 as lmfit reports it. The intervals need not be symmetric: that is their point.
+
+Every refit is fit_curve's (Levenberg-Marquardt, its retry included) with the profiled
+parameter added to the fixed ones, on the rows and sigmas of the original fit.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,9 +30,9 @@ from dataclasses import dataclass
 import torch
 
 from descent.errors import ConfigError
+from descent.fitting.curve import CurveFit, fit_curve
 from descent.fitting.distributions import t_interval_factor
 from descent.fitting.levenberg import Residuals
-from descent.fitting.solve import LeastSquaresFit, solve
 from descent.fitting.statistics import LEVELS
 
 
@@ -43,14 +47,14 @@ class ProfileInterval:
 
 
 def profile_intervals(
-    fit: LeastSquaresFit,
+    fit: CurveFit,
     names: Sequence[str] | None = None,
     levels: Sequence[float] = LEVELS,
     xtol: float = 1e-9,
     max_expand: int = 60,
 ) -> dict[str, ProfileInterval]:
     """Profile-likelihood intervals of the free parameters `names` (default: all free
-    ones) of a `solve` result, at the given probabilities (ascending)."""
+    ones) of a `fit_curve` result, at the given probabilities (ascending)."""
     names = list(fit.free if names is None else names)
     not_free = [n for n in names if n not in fit.free]
     if not_free:
@@ -80,7 +84,7 @@ def profile_intervals(
 class _Profile:
     """chi2_j(v) for one parameter, remembering every refit for warm starts."""
 
-    def __init__(self, fit: LeastSquaresFit, name: str) -> None:
+    def __init__(self, fit: CurveFit, name: str) -> None:
         self.fit, self.name = fit, name
         self.best = fit.params[name]
         self.lo, self.hi = fit.bounds.get(name, (-math.inf, math.inf))
@@ -94,13 +98,15 @@ class _Profile:
             near = min(self.points, key=lambda u: abs(u - v))
             start = self.points[near][1]
             fixed = {**self.fit.fixed, self.name: v}
-            if len(fixed) == len(self.fit.problem.names):  # nothing left to refit
+            if len(fixed) == len(self.fit.params):  # nothing left to refit
                 chi2, params = _chisqr(self.fit, {**start, self.name: v}), {**start}
             else:
-                refit = solve(
-                    self.fit.problem,
-                    start,
-                    bounds={k: b for k, b in self.fit.bounds.items() if k != self.name},
+                refit = fit_curve(
+                    _started(self.fit.model, start),
+                    self.fit.x,
+                    self.fit.y,
+                    sigma=self.fit.sigma,
+                    bounds={k: b for k, b in self.fit.bounds.items() if k not in fixed},
                     fixed=fixed,
                 )
                 chi2, params = refit.statistics.chisqr, refit.params
@@ -158,8 +164,16 @@ def _illinois(g, a: float, b: float, xtol: float, max_iter: int = 100) -> float:
     return 0.5 * (a + b)
 
 
-def _chisqr(fit: LeastSquaresFit, params: dict[str, float]) -> float:
-    p = fit.problem
-    b = torch.tensor([params[n] for n in p.names], dtype=torch.float64)
-    r = Residuals(p.f, p.x, p.y, p.elementwise, p.sigma)(b)
+def _started(model, start: dict[str, float]):
+    """A copy of the fit's model at `start`, for a refit (the fit's model is left alone)."""
+    fresh = copy.deepcopy(model)
+    with torch.no_grad():
+        fresh.params.copy_(torch.tensor([start[n] for n in model.names], dtype=model.params.dtype))
+    return fresh
+
+
+def _chisqr(fit: CurveFit, params: dict[str, float]) -> float:
+    m = fit.model
+    b = torch.tensor([params[n] for n in m.names], dtype=torch.float64)
+    r = Residuals(m.f, fit.x, fit.y, getattr(m, "elementwise", False), fit.sigma)(b)
     return float(r @ r)

@@ -9,15 +9,22 @@ chi-square (statistics.fit_statistics).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from descent.errors import DataError
 
 
-def check_sigma(sigma: torch.Tensor, what: str = "sigma", n: int | None = None) -> torch.Tensor:
-    """sigma as a float64 (n,) tensor, or DataError naming the first bad row (1-based):
-    a missing (NaN), infinite, zero or negative uncertainty cannot weight a row.
-    `what` names the source in the message (the option, the column)."""
+def check_sigma(
+    sigma: torch.Tensor,
+    what: str = "sigma",
+    n: int | None = None,
+    row_of: Callable[[int], int] | None = None,
+) -> torch.Tensor:
+    """sigma as a float64 (n,) tensor, or DataError naming the first bad row (1-based,
+    or `row_of(index)`, e.g. the file line): a missing (NaN), infinite, zero or negative
+    uncertainty cannot weight a row. `what` names the source (the file, the column)."""
     sigma = torch.as_tensor(sigma).reshape(-1)
     if not sigma.is_floating_point():
         sigma = sigma.to(torch.float64)
@@ -30,8 +37,9 @@ def check_sigma(sigma: torch.Tensor, what: str = "sigma", n: int | None = None) 
         v = float(sigma[k])
         why = "missing" if v != v else f"{v:g}"
         count = f" (and {len(bad) - 1} more rows)" if len(bad) > 1 else ""
+        row = k + 1 if row_of is None else row_of(k)
         raise DataError(
-            f"{what}: row {k + 1} has an uncertainty of {why}{count}; every sigma must be a "
+            f"{what}: row {row} has an uncertainty of {why}{count}; every sigma must be a "
             "positive, finite number: fix or leave out that row, or fit without weights"
         )
     return sigma

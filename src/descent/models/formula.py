@@ -137,6 +137,14 @@ class Formula:
             out = out.expand(x.shape[0])
         return out  # (n,)
 
+    def evaluate(
+        self, columns: Sequence[torch.Tensor], params: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        """The formula on inputs and parameters of any broadcastable shapes: `columns`
+        in `inputs` order, `params` in `params` order (fitting/many.py passes (M, G)
+        input columns and (M, G) stride-0 views of (G,) parameters: no copies)."""
+        return self._root(tuple(columns), tuple(params))
+
     def as_function(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The torch function `fn(x, params) -> preds` (see the class docstring)."""
 

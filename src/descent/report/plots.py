@@ -137,19 +137,27 @@ def plot_fit(
     xlabel: str = "x",
     ylabel: str = "y",
     title: str = "",
+    band: tuple[torch.Tensor, torch.Tensor] | None = None,
+    band_label: str = "band",
 ) -> Figure:
-    """Data as points, the fitted curve as a line; residuals below when given."""
+    """Data as points, the fitted curve as a line, `band` = (low, high) at curve_x
+    shaded around it; residuals below when given."""
     fig = _figure(7, 5.5 if residuals is not None else 4)
     if residuals is not None:
         ax, rax = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     else:
         ax, rax = fig.subplots(), None
     ax.scatter(_np(x), _np(y), s=14, color="tab:blue", label="data")
+    if band is not None:
+        ax.fill_between(
+            _np(curve_x), _np(band[0]), _np(band[1]), color="tab:red", alpha=0.2, lw=0,
+            label=band_label,
+        )  # fmt: skip
     ax.plot(_np(curve_x), _np(curve_y), color="tab:red", label="fit")
     ax.set_ylabel(ylabel)
     ax.legend(loc="best")
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=12 if len(title) <= 60 else 8)  # long formulas fit
     if rax is not None:
         rax.axhline(0, color="grey", lw=0.8)
         rax.scatter(_np(x), _np(residuals), s=10, color="tab:blue")
@@ -366,4 +374,30 @@ def plot_sweep(result) -> Figure:
     ax.set_ylabel(result.monitor)
     ax.set_title(f"{len(result.lrs)} learning rates trained at once")
     ax.legend(fontsize=7, ncol=2, title="lr")
+    return fig
+
+
+def plot_groups(panels: Sequence[dict], ylabel: str = "y", title: str = "") -> Figure:
+    """A grid of small fits (`descent fit --by`): each panel a dict with title, x, y
+    (data) and optionally curve_x, curve_y (the fitted curve; without curve_x the curve
+    is drawn at the data's x). x of several columns is drawn against the row number."""
+    n = len(panels)
+    cols = min(max(n, 1), 4)
+    rows = max(-(-n // cols), 1)
+    fig = _figure(3.2 * cols, 2.6 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.axis("off")
+            continue
+        p = panels[i]
+        x = p["x"] if p["x"].dim() == 1 else torch.arange(len(p["y"]))
+        ax.scatter(_np(x), _np(p["y"]), s=8, color="tab:blue")
+        if "curve_y" in p:
+            cx = p.get("curve_x", x)
+            ax.plot(_np(cx), _np(p["curve_y"]), color="tab:red", lw=1.2)
+        ax.set_title(p["title"], fontsize=8)
+        ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(f"{ylabel} = {title}", fontsize=10)
     return fig
