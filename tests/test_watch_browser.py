@@ -16,9 +16,10 @@ import pytest
 import torch
 from rich.console import Console
 
-from descent.watch.callback import StopRequest, WatchFeed, weight_images
+from descent.report.events import weight_images
+from descent.report.html import write_report
+from descent.watch.callback import StopRequest, WatchFeed
 from descent.watch.log import EventLog
-from descent.watch.report import write_report
 from descent.watch.server import WatchServer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -329,7 +330,7 @@ fetch("{target}", {{method: "POST", body: body,
 
 
 def test_overlaid_runs_and_a_sweep_in_one_report(page, tmp_path):
-    from descent.watch.report import events_from_run
+    from descent.report.html import events_from_run
 
     events = []
     for run, lr in (("a", 0.1), ("b", 0.01)):

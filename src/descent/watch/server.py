@@ -45,10 +45,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from descent.report.html import STATIC  # the page's files (report.html inlines the same)
 from descent.watch import PAGE_REASON
 from descent.watch.log import EventLog
 
-STATIC = Path(__file__).parent / "static"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
