@@ -35,6 +35,7 @@ from descent.io.models import save_model
 from descent.io.rundir import RunDir, default_run_dir
 from descent.models.formula import Formula, FormulaModel, parse_formula
 from descent.options import FIT_DEFAULT_LR, parse_every
+from descent.report.html import write_run_report
 from descent.report.plots import (
     plot_fit,
     plot_losses,
@@ -254,6 +255,7 @@ def _finish_fit(cfg, curve, formula, x, y, run, console) -> FitCommandResult:
         "run_dir": str(run),
     }
     write_json(run.file("summary.json"), summary)
+    write_run_report(run.path)  # report.html, from the files just written
     if cfg.json:
         write_json(cfg.json, summary)
     _print_summary(console, curve, result, run, plots, cfg)

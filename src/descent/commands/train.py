@@ -43,6 +43,7 @@ from descent.options import (
     check_choice,
     parse_every,
 )
+from descent.report.html import write_run_report
 from descent.report.plots import (
     plot_confusion,
     plot_image_grid,
@@ -274,6 +275,7 @@ def finish_train(
         "plots": [str(p) for p in plots],
     }
     write_json(run.file("summary.json"), summary)
+    write_run_report(run.path)  # report.html, from the files just written
     if cfg.json:
         write_json(cfg.json, summary)
     acc_text = "n/a (no validation set)" if accuracy is None else f"{accuracy:.4f}"

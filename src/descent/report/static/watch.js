@@ -387,7 +387,9 @@
       const t = document.createElement("table");
       t.className = "kv";
       const rows = Object.keys(r.config).map((k) => [k, typeof r.config[k] === "object" ? JSON.stringify(r.config[k]) : String(r.config[k])]);
-      ["model", "optimizer", "loss", "epochs"].forEach((k) => { if (r.header[k] !== undefined) rows.push([k, String(r.header[k])]); });
+      ["model", "optimizer", "loss", "epochs"].forEach((k) => {
+        if (r.header[k] !== undefined && !(k in r.config)) rows.push([k, String(r.header[k])]);
+      });
       fillKv(t, rows);
       d.appendChild(t);
       box.appendChild(d);
