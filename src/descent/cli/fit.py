@@ -7,11 +7,13 @@ import argparse
 from descent.cli.common import (
     add_checkpoint_options,
     add_schedule_option,
+    add_watch_options,
     default,
     exit_status,
     given_options,
     lr_value,
     parse_init,
+    watching,
 )
 from descent.commands.config import FitConfig
 from descent.options import FIT_DEFAULT_LR, FIT_SOLVERS
@@ -78,6 +80,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         help=f"seed of the held-out split (default: {default(FitConfig, 'seed')})",
     )
     add_checkpoint_options(fit, FitConfig)
+    add_watch_options(fit)
     fit.add_argument("--out", help="run directory (default: runs/fit-<time>)")
     fit.add_argument("--json", help="also write the summary to this JSON file")
     fit.add_argument("--animate", metavar="GIF", help="write an animation of the fit, e.g. fit.gif")
@@ -107,4 +110,5 @@ def run_fit(args: argparse.Namespace) -> int:
         if not args.quiet:
             print("--lr given without --optimizer: fitting by gradient descent (sgd)")
     cfg = replace(FitConfig(data=args.data, quiet=args.quiet), **given)
-    return exit_status(fit_command(cfg).fit_result)
+    with watching(args) as watch:
+        return exit_status(fit_command(cfg, watch=watch).fit_result)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from descent.cli.common import ExitStatus, default, given_options, parse_init
+from descent.cli.common import (
+    ExitStatus,
+    add_watch_options,
+    default,
+    given_options,
+    parse_init,
+    watching,
+)
 from descent.commands.config import FitConfig, TrainConfig
 from descent.options import (
     CLASSIFIER_LOSSES,
@@ -84,6 +91,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
             lp.add_argument(
                 "--epochs", type=int, default=LR_SWEEP_EPOCHS, help=f"default: {LR_SWEEP_EPOCHS}"
             )
+            add_watch_options(lp)
             lp.set_defaults(run=run_lr_sweep)
 
 
@@ -130,5 +138,8 @@ def run_lr_sweep(args: argparse.Namespace) -> int:
     from descent.tuning.sweep import parse_lrs
 
     lrs = parse_lrs(args.lrs)
-    lr_sweep_command(lr_tool_config(args), lrs, epochs=args.epochs, out=args.out)
-    return ExitStatus.SUCCESS
+    cfg = lr_tool_config(args)
+    with watching(args) as watch:
+        done = lr_sweep_command(cfg, lrs, epochs=args.epochs, out=args.out, watch=watch)
+    # Stopped from the page: as a fit interrupted by Ctrl-C
+    return ExitStatus.SIGINT if done.sweep.stopped == "interrupted" else ExitStatus.SUCCESS

@@ -8,9 +8,11 @@ from descent.cli.common import (
     add_checkpoint_options,
     add_optim_options,
     add_schedule_option,
+    add_watch_options,
     default,
     exit_status,
     given_options,
+    watching,
 )
 from descent.commands.config import BOOK_RECIPE, TrainConfig
 from descent.options import CLASSIFIER_LOSSES, IMAGE_MODELS
@@ -100,6 +102,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         ),
     )
     add_checkpoint_options(train, TrainConfig)
+    add_watch_options(train)
     train.add_argument("--out", help="run directory (default: runs/train-<time>)")
     train.add_argument("--json", help="also write the summary to this JSON file")
     train.set_defaults(run=run_train)
@@ -121,4 +124,5 @@ def run_train(args: argparse.Namespace) -> int:
     if "epochs" in given and "steps" not in given:
         given["steps"] = None  # --epochs wins over a preset's step count
     cfg = replace(cfg, **given)
-    return exit_status(train_command(cfg).fit_result)
+    with watching(args) as watch:
+        return exit_status(train_command(cfg, watch=watch).fit_result)

@@ -45,6 +45,7 @@ from descent.report.plots import (
     schedule_plots,
 )
 from descent.tuning.lr_find import LRFindResult, lr_find
+from descent.watch.session import WatchSession
 
 
 @dataclass
@@ -120,8 +121,11 @@ def fit_command(
     *,
     resume: ResumeFrom | None = None,
     callbacks: Sequence[Callback] = (),
+    watch: WatchSession | None = None,
 ) -> FitCommandResult:
-    """`descent fit`: read the CSV, fit, write the run directory, print the summary."""
+    """`descent fit`: read the CSV, fit, write the run directory, print the summary.
+    `watch` (--watch) feeds the live page (the curve moving toward the data, the
+    parameters) and takes its Stop."""
     console = console or Console(highlight=False, soft_wrap=True)
     say = (lambda *a, **k: None) if cfg.quiet else console.print
     check_options(cfg)  # before any file is read or written
@@ -161,6 +165,9 @@ def fit_command(
     elif found is not None:
         say(f"--lr auto: {found.describe()}")
     say(_describe_solver(cfg))
+    if watch is not None:  # (a future --by: one run id per group, see watch/session.py)
+        callbacks = [*callbacks, *watch.callbacks(run.path.name, config=cfg.to_dict(),
+                                                  **watch_curve(x, y))]  # fmt: skip
     curve = fit_curve(
         model,
         xt,
@@ -206,6 +213,16 @@ def _curve_x(x: torch.Tensor) -> torch.Tensor:
     if x.dim() == 1:
         return torch.linspace(float(x.min()), float(x.max()), 400, dtype=x.dtype)
     return x
+
+
+def watch_curve(x: torch.Tensor, y: torch.Tensor) -> dict:
+    """What the live page draws of a fit: the data, and the curve where `_curve_x`
+    puts it (against the row number when there are several inputs)."""
+    grid = _curve_x(x)
+    if x.dim() == 1:
+        return {"grid": grid, "data": (x, y)}
+    rows = torch.arange(len(y), dtype=y.dtype)
+    return {"grid": grid, "grid_x": rows, "data": (rows, y)}
 
 
 def _describe_solver(cfg: FitConfig) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from rich.console import Console
 
@@ -26,6 +27,7 @@ from descent.options import (
 from descent.report.plots import plot_lr_find, plot_sweep, save_figure
 from descent.tuning.lr_find import LRFindResult, lr_find
 from descent.tuning.sweep import SweepResult, lr_sweep
+from descent.watch.session import WatchSession
 
 
 @dataclass
@@ -103,13 +105,19 @@ def lr_sweep_command(
     epochs: int = LR_SWEEP_EPOCHS,
     out: str | None = None,
     console: Console | None = None,
+    watch: WatchSession | None = None,
 ) -> LRToolResult:
     """K copies of cfg's model trained at K rates at once (tuning/sweep.py); writes
-    sweep.png and sweep.json and prints each rate's losses."""
+    sweep.png and sweep.json and prints each rate's losses. `watch` (--watch) draws a
+    curve per rate on the live page; its Stop ends the sweep after the batch in
+    progress, keeping the epochs completed (result.sweep.stopped "interrupted")."""
     console = console or Console(highlight=False, soft_wrap=True)
     check_options(cfg)
     check_at_least("epochs", epochs)
     learner = _learner_for(cfg, 1e-3)
+    folder = out or default_run_dir("lr-sweep")
+    name = Path(folder).resolve().name
+    feed, check = watch.sweep(name, config=cfg.to_dict()) if watch else (None, None)
     opt_name = cfg.optimizer if cfg.optimizer != "lm" else "sgd"
     opt_kwargs = {"momentum": cfg.momentum} if cfg.momentum else {}
     if isinstance(cfg, TrainConfig) and cfg.weight_decay:
@@ -124,8 +132,12 @@ def lr_sweep_command(
         optimizer=opt_name,
         opt_kwargs=opt_kwargs,
         metrics=learner.metrics,
+        on_epoch=feed,
+        on_batch=check,
     )
-    run = RunDir(out or default_run_dir("lr-sweep"))
+    if feed is not None:
+        feed.end(result, result.stopped, result.message)
+    run = RunDir(folder)
     plot = save_figure(plot_sweep(result), run.path / "sweep.png")
     summary = {"config": cfg.to_dict(), **result.to_json()}
     write_json(run.file("sweep.json"), summary)
@@ -133,6 +145,8 @@ def lr_sweep_command(
         f"[bold]descent lr-sweep[/] {_what(cfg)}: {len(result.lrs)} rates at once, "
         f"{epochs} epochs, {result.seconds:.1f} s"
     )
+    if result.stopped != "max_epochs":
+        console.print(f"stopped: {result.message}; the table has the epochs completed")
     console.print(result.table(), markup=False)
     best = (
         f"lr {result.best_lr:.3g}"

@@ -55,6 +55,7 @@ from descent.report.plots import (
     schedule_plots,
 )
 from descent.tuning.lr_find import lr_find
+from descent.watch.session import WatchSession
 
 
 @dataclass
@@ -157,11 +158,13 @@ def train_command(
     *,
     resume: ResumeFrom | None = None,
     callbacks: Sequence[Callback] = (),
+    watch: WatchSession | None = None,
 ) -> TrainResult:
     """`descent train`: load images, train, write the run directory, print the summary.
 
     `resume` continues a run from a checkpoint (commands/resume.py); `callbacks`
-    are added to the learner's. `cfg.lr` "auto" runs the learning-rate finder first
+    are added to the learner's; `watch` (--watch) feeds the live page and takes its Stop.
+    `cfg.lr` "auto" runs the learning-rate finder first
     (lr_find.py) and trains at its suggestion; config.json records the rate chosen."""
     console = console or Console(highlight=False, soft_wrap=True)
     say = (lambda *a, **k: None) if cfg.quiet else console.print
@@ -192,6 +195,9 @@ def train_command(
         run.path / "checkpoints", parse_every(cfg.checkpoint_every), cfg.keep
     )
     callbacks = [checkpointer, *callbacks]
+    if watch is not None:
+        weights = [f"{labels[1]} vs {labels[0]}"] if td.n_outputs == 1 else labels
+        callbacks += watch.callbacks(run.path.name, config=cfg.to_dict(), labels=weights)
     if cfg.schedule != "constant":
         callbacks.append(Schedule(cfg.schedule))
     patience = cfg.early_stopping_patience()

@@ -107,7 +107,7 @@ def read_run(run_dir: str | Path, run: str | None = None) -> dict[str, Any]:
     command = config["command"]
     data: dict[str, Any] = {
         "run": run or folder.resolve().name,
-        "title": _title(config),
+        "title": run_title(config),
         "task": "classify" if command == "train" else "fit",
         "config": config,
         "history": _history(folder, summary),
@@ -179,12 +179,15 @@ def read_metrics(path: str | Path) -> list[dict[str, float]]:
 
 
 # -- the pieces ----------------------------------------------------------------------
-def _title(config: dict) -> str:
-    if config["command"] == "train":
+def run_title(config: Mapping[str, Any]) -> str:
+    """A run's title from its config.json: "train mnist-sample (3, 7), linear"."""
+    if config.get("command") == "train":
         classes = config.get("classes")
         which = f" ({', '.join(map(str, classes))})" if classes else ""
         return f"train {config.get('source', '')}{which}, {config.get('model', '')}"
-    return f"fit {config.get('y', '')} = {config.get('model', '')}"
+    if config.get("command") == "fit":
+        return f"fit {config.get('y', '')} = {config.get('model', '')}"
+    return str(config.get("command", "run"))
 
 
 def _optional_json(path: Path) -> dict | None:

@@ -19,6 +19,7 @@
     stopping: false,
     connected: false,
     report: false,
+    over: false,          // the server said the log is complete (event "bye")
     notes: [],
     version: 0,           // bumped by every event: render only when it moved
   };
@@ -431,6 +432,7 @@
     let text, cls;
     if (state.report) { text = "report"; cls = "ended"; }
     else if (allEnded) { text = "finished"; cls = "ended"; }
+    else if (state.over) { text = "the command has ended"; cls = "ended"; }
     else if (state.connected) { text = "live"; cls = "live"; }
     else { text = "connection lost, retrying…"; cls = "lost"; }
     if (state.notes.length && !allEnded) text += " — " + state.notes[state.notes.length - 1];
@@ -442,7 +444,7 @@
     status.textContent = text;
     status.className = "status " + cls;
     const stop = $("stop");
-    stop.hidden = state.report || !state.canStop || allEnded;
+    stop.hidden = state.report || !state.canStop || allEnded || state.over;
     stop.disabled = state.stopping;
   }
 
@@ -533,5 +535,7 @@
     document.body.dataset.ready = "1";
   });
   source.onmessage = (e) => { ingest(JSON.parse(e.data)); schedule(); };
+  // The run is over and every event is here: no reconnecting to a server that has gone.
+  source.addEventListener("bye", () => { source.close(); state.over = true; state.version++; schedule(); });
   source.onerror = () => { state.connected = false; state.version++; schedule(); };
 })();
