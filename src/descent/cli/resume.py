@@ -4,25 +4,36 @@ from __future__ import annotations
 
 import argparse
 
-from descent.cli.common import exit_status
+from descent.cli.common import add_watch_options, exit_status, watching
 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     resume = sub.add_parser(
         "resume",
         parents=[common],
-        help="continue an interrupted train or fit run from its last checkpoint",
+        help="continue a stopped train or fit run, or extend a finished one",
         description=(
             "Rebuilds the run from RUN_DIR/config.json, loads the newest intact checkpoint "
             "in RUN_DIR/checkpoints and trains on to the configured end: the result equals "
-            "an uninterrupted run's."
+            "an uninterrupted run's. With --epochs N (or --steps N) the run goes on to that "
+            "new length, also when it had finished: at a constant rate the result equals "
+            "one run of that length. A one-cycle or cosine schedule is defined over the "
+            "original length and is not extended; step continues its staircase."
         ),
     )
     resume.add_argument("run_dir", help="the run directory of an earlier train or fit")
+    length = resume.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, help="extend the run to N epochs in all")
+    length.add_argument("--steps", type=int, help="extend the run to N steps in all")
+    add_watch_options(resume)
     resume.set_defaults(run=run_resume)
 
 
 def run_resume(args: argparse.Namespace) -> int:
     from descent.commands.resume import resume_command
 
-    return exit_status(resume_command(args.run_dir, quiet=args.quiet).fit_result)
+    with watching(args) as watch:
+        done = resume_command(
+            args.run_dir, quiet=args.quiet, epochs=args.epochs, steps=args.steps, watch=watch
+        )
+    return exit_status(done.fit_result)
