@@ -14,11 +14,21 @@ import traceback
 from collections.abc import Sequence
 
 from descent import __version__
-from descent.cli import demo, explain, fit, lr_tools, predict, report, resume, train
+from descent.cli import demo, explain, fit, lr_tools, predict, report, resume, train, watch
 from descent.cli.common import ExitStatus
 from descent.errors import DescentError
 
-COMMANDS = (demo, train, predict, fit, lr_tools, resume, report, explain)  # in the help's order
+COMMANDS = (
+    demo,
+    train,
+    predict,
+    fit,
+    lr_tools,
+    resume,
+    watch,
+    report,
+    explain,
+)  # in the help's order
 
 
 class _Parser(argparse.ArgumentParser):

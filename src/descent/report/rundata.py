@@ -105,9 +105,10 @@ def read_run(run_dir: str | Path, run: str | None = None) -> dict[str, Any]:
         raise DescentError(f"{folder / 'config.json'}: not the configuration of a train or fit run")
     summary = _optional_json(folder / "summary.json")
     command = config["command"]
+    run = run or folder.resolve().name
     data: dict[str, Any] = {
-        "run": run or folder.resolve().name,
-        "title": run_title(config),
+        "run": run,
+        "title": f"{run_title(config)} · {run}",
         "task": "classify" if command == "train" else "fit",
         "config": config,
         "history": _history(folder, summary),

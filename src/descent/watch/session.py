@@ -45,6 +45,7 @@ class WatchSession:
         port: 0 picks a free port.
         out: where the address (and the warning) are printed.
         batch_interval, image_interval: the feeds' rates (seconds), see WatchFeed.
+        can_stop: False for a page of runs it cannot stop (`descent watch`): no Stop.
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class WatchSession:
         out: TextIO | None = None,
         batch_interval: float = 0.5,
         image_interval: float = 1.0,
+        can_stop: bool = True,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ConfigError(f"--port {port}: give a port from 1 to 65535, or 0 for a free one")
@@ -67,7 +69,7 @@ class WatchSession:
                 self.log,
                 host=host,
                 port=port,
-                request_stop=self.stop,
+                request_stop=self.stop if can_stop else None,
                 extra_hosts=_own_names() if host not in LOOPBACK else (),
             )
         except OSError as e:
