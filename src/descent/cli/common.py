@@ -79,7 +79,7 @@ def add_checkpoint_options(p: argparse.ArgumentParser, cls: type) -> None:
     )
 
 
-def add_watch_options(p: argparse.ArgumentParser) -> None:
+def add_watch_options(p: argparse.ArgumentParser, tensorboard: bool = True) -> None:
     """--watch [--port P] [--host H] (the live page) and --tensorboard DIR."""
     p.add_argument(
         "--watch",
@@ -94,6 +94,13 @@ def add_watch_options(p: argparse.ArgumentParser) -> None:
         help="the address the page listens on (default 127.0.0.1, this machine only; "
         "anything else is reachable from other machines and prints a warning)",
     )
+    if tensorboard:
+        p.add_argument(
+            "--tensorboard",
+            metavar="DIR",
+            help="also write TensorBoard event files to DIR (scalars, lr, weight images, "
+            "histograms; needs pip install 'descent[tensorboard]')",
+        )
 
 
 @contextlib.contextmanager
@@ -106,6 +113,21 @@ def watching(args: argparse.Namespace) -> Iterator[Any]:
 
     with WatchSession(host=args.host, port=args.port) as session:
         yield session
+
+
+@contextlib.contextmanager
+def tensorboard(args: argparse.Namespace) -> Iterator[list]:
+    """The callbacks of --tensorboard DIR (none without it); the writer is closed after."""
+    if not getattr(args, "tensorboard", None):
+        yield []
+        return
+    from descent.callbacks.tensorboard import TensorBoard
+
+    board = TensorBoard(args.tensorboard)
+    try:
+        yield [board]
+    finally:
+        board.close()
 
 
 def given_options(args: argparse.Namespace, names: Sequence[str]) -> dict:

@@ -13,6 +13,7 @@ from descent.cli.common import (
     given_options,
     lr_value,
     parse_init,
+    tensorboard,
     watching,
 )
 from descent.commands.config import FitConfig
@@ -110,5 +111,5 @@ def run_fit(args: argparse.Namespace) -> int:
         if not args.quiet:
             print("--lr given without --optimizer: fitting by gradient descent (sgd)")
     cfg = replace(FitConfig(data=args.data, quiet=args.quiet), **given)
-    with watching(args) as watch:
-        return exit_status(fit_command(cfg, watch=watch).fit_result)
+    with watching(args) as watch, tensorboard(args) as board:
+        return exit_status(fit_command(cfg, watch=watch, callbacks=board).fit_result)

@@ -91,7 +91,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
             lp.add_argument(
                 "--epochs", type=int, default=LR_SWEEP_EPOCHS, help=f"default: {LR_SWEEP_EPOCHS}"
             )
-            add_watch_options(lp)
+            add_watch_options(lp, tensorboard=False)
             lp.set_defaults(run=run_lr_sweep)
 
 

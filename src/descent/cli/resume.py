@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from descent.cli.common import add_watch_options, exit_status, watching
+from descent.cli.common import add_watch_options, exit_status, tensorboard, watching
 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -32,8 +32,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 def run_resume(args: argparse.Namespace) -> int:
     from descent.commands.resume import resume_command
 
-    with watching(args) as watch:
+    with watching(args) as watch, tensorboard(args) as board:
         done = resume_command(
-            args.run_dir, quiet=args.quiet, epochs=args.epochs, steps=args.steps, watch=watch
-        )
+            args.run_dir, quiet=args.quiet, epochs=args.epochs, steps=args.steps,
+            callbacks=board, watch=watch,
+        )  # fmt: skip
     return exit_status(done.fit_result)

@@ -12,6 +12,7 @@ from descent.cli.common import (
     default,
     exit_status,
     given_options,
+    tensorboard,
     watching,
 )
 from descent.commands.config import BOOK_RECIPE, TrainConfig
@@ -124,5 +125,5 @@ def run_train(args: argparse.Namespace) -> int:
     if "epochs" in given and "steps" not in given:
         given["steps"] = None  # --epochs wins over a preset's step count
     cfg = replace(cfg, **given)
-    with watching(args) as watch:
-        return exit_status(train_command(cfg, watch=watch).fit_result)
+    with watching(args) as watch, tensorboard(args) as board:
+        return exit_status(train_command(cfg, watch=watch, callbacks=board).fit_result)
