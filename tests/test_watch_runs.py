@@ -130,3 +130,43 @@ def test_descent_watch_says_what_it_needs(tmp_path):
 
 def test_run_events_of_a_folder_are_what_the_report_embeds(finished):
     assert run_events(finished) == embedded_events(finished / "report.html")
+
+
+def test_lr_sweep_is_stopped_from_the_page_cleanly(tmp_path):
+    """The page's Stop (a JSON POST with the token) ends an lr-sweep after the batch in
+    progress: the epochs completed are kept and written, and the CLI would exit 130."""
+    from descent.commands.lr_tools import lr_sweep_command
+    from descent.watch.session import WatchSession
+
+    cfg = TrainConfig(source="mnist-sample", classes=["3", "7"], batch_size=16, optimizer="sgd")
+    out, done = io.StringIO(), {}
+    with WatchSession(out=out) as watch:
+        token = watch.server.token
+
+        def press_stop():  # as the page does, once the first epoch is on the page
+            deadline = time.monotonic() + 120
+            while not any(e["type"] == "sweep" for e in watch.log.events()):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{watch.server.port}/api/stop",
+                data=json.dumps({"token": token}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            done["status"] = urllib.request.urlopen(request, timeout=10).status
+
+        presser = threading.Thread(target=press_stop, daemon=True)
+        presser.start()
+        result = lr_sweep_command(
+            cfg, [0.01, 0.1, 1.0], epochs=10_000, out=str(tmp_path / "sweep"), console=QUIET,
+            watch=watch,
+        )  # fmt: skip
+        presser.join(30)
+    sweep = result.sweep
+    assert done["status"] == 202 and sweep.stopped == "interrupted"
+    assert sweep.message.startswith("stopped from the page at epoch")
+    assert 1 <= len(sweep.histories[0]) < 10_000
+    saved = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert saved["stopped"] == "interrupted" and len(saved["histories"][0]) >= 1
+    ends = [e for e in watch.log.events() if e["type"] == "end"]
+    assert ends[-1]["stopped"] == "interrupted"
