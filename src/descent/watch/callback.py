@@ -10,9 +10,9 @@
 - every epoch: the learner's record (already synced once per epoch by the loop), the
   step count and the learning rate;
 - within epochs, at most every `batch_interval` seconds: the mean training loss of the
-  batches since the last point. Per batch it only keeps a reference to the loss tensor
-  and reads the clock; the losses are stacked and synced at the interval, never per
-  batch;
+  batches since the last point. Per batch it only reads the clock; the losses (which
+  the learner keeps, detached, for the epoch's record) are stacked and synced at the
+  interval, never per batch;
 - at most every `image_interval` seconds (and when the fit ends): the per-class weight
   images (`model.class_weights()`, (k, n_pixels)), the fitted curve on `grid` and the
   parameter values (`model.values()`), whichever the model has.
@@ -89,7 +89,10 @@ class WatchFeed(Callback):
         learn = self.learner
         model = learn.model
         self._sent = 0  # history records sent (a resumed run sends its past first)
-        self._pending: list[torch.Tensor] = []  # batch losses since the last point
+        # The learner keeps the epoch's detached batch losses (learn.train_losses); a point
+        # is the mean of those from index _mark on. Keeping our own references to
+        # learn.loss would keep each batch's autograd graph alive until the point.
+        self._mark = len(learn.train_losses)
         self._n_batches = max(len(learn.train_batches), 1)
         now = time.perf_counter()
         self._next_point = now + self.batch_interval
@@ -117,7 +120,6 @@ class WatchFeed(Callback):
         learn = self.learner
         if not learn.training:
             return
-        self._pending.append(learn.loss)  # a reference: no device work per batch
         now = time.perf_counter()
         if now >= self._next_point:
             self._next_point = now + self.batch_interval
@@ -126,14 +128,13 @@ class WatchFeed(Callback):
                 self._send_pictures()
 
     def after_epoch(self) -> None:
-        self._pending = []  # the epoch's record has the mean of these
+        self._mark = 0  # the epoch's record has the mean of its losses; a new list begins
         self._send_records()
         if time.perf_counter() >= self._next_image:
             self._send_pictures()
 
     def after_fit(self) -> None:
         learn = self.learner
-        self._pending = []
         self._send_records()
         self._send_pictures()
         final = dict(learn.history[-1]) if len(learn.history) else {}
@@ -173,11 +174,12 @@ class WatchFeed(Callback):
 
     def _send_point(self) -> None:
         learn = self.learner
-        if not self._pending:
+        pending = learn.train_losses[self._mark :]  # (detached) batch losses since the last
+        if not pending:
             return
+        self._mark = len(learn.train_losses)
         with torch.no_grad():  # one sync per interval, for all the batches since the last
-            loss = float(torch.stack([t.reshape(()) for t in self._pending]).mean())
-        self._pending = []
+            loss = float(torch.stack([t.reshape(()) for t in pending]).mean())
         self.log.append(
             {
                 "type": "batch",
