@@ -170,3 +170,19 @@ def test_lr_sweep_is_stopped_from_the_page_cleanly(tmp_path):
     assert saved["stopped"] == "interrupted" and len(saved["histories"][0]) >= 1
     ends = [e for e in watch.log.events() if e["type"] == "end"]
     assert ends[-1]["stopped"] == "interrupted"
+
+
+def test_a_session_off_loopback_warns_and_a_busy_port_is_a_clear_error():
+    from descent.watch.session import WatchSession
+
+    out = io.StringIO()
+    with WatchSession(host="0.0.0.0", out=out) as watch:
+        printed = out.getvalue()
+        assert "warning: --host 0.0.0.0" in printed and "plain HTTP" in printed
+        assert f"watch: http://0.0.0.0:{watch.server.port}/?token=" not in printed
+        with pytest.raises(ConfigError, match="choose another --port"):
+            WatchSession(port=watch.server.port)
+    quiet = io.StringIO()
+    with WatchSession(out=quiet) as watch:
+        assert quiet.getvalue() == f"watch: {watch.url}\n"
+        assert watch.url.startswith("http://127.0.0.1:")

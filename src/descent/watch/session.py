@@ -84,16 +84,15 @@ class WatchSession:
 
     def start(self) -> WatchSession:
         self.server.start()
+        say = lambda text: print(text, file=self.out, flush=True)  # noqa: E731
         if self.host not in LOOPBACK:
-            print(HOST_WARNING.format(host=self.host), file=self.out, flush=True)
-            if self.host in ("0.0.0.0", "::"):
-                here = socket.gethostname()
-                print(
-                    f"watch: http://{here}:{self.server.port}/?token={self.server.token}",
-                    file=self.out,
-                    flush=True,
-                )
-        print(f"watch: {self.url}", file=self.out, flush=True)
+            say(HOST_WARNING.format(host=self.host))
+        if self.host in ("0.0.0.0", "::"):  # every interface: this machine's loopback too
+            port, token = self.server.port, self.server.token
+            say(f"watch: http://127.0.0.1:{port}/?token={token}")
+            say(f"watch (other machines): http://{socket.gethostname()}:{port}/?token={token}")
+        else:
+            say(f"watch: {self.url}")
         return self
 
     def callbacks(

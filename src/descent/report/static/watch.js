@@ -144,7 +144,8 @@
     const uOpts = {
       width: width, height: height, series: uSeries,
       scales: {x: {time: false}, y: logY ? {distr: 3} : {}},
-      axes: [{label: opts.xLabel || "epoch"}, {label: opts.yLabel || "", size: 60}],
+      axes: [{label: opts.xLabel || "epoch"},
+             {label: opts.yLabel || "", size: 60, values: (u, splits) => splits.map(tick)}],
       legend: {live: !opts.scatter},
       cursor: {drag: {x: true, y: false}},
     };
@@ -449,6 +450,14 @@
   }
 
   // -- helpers ---------------------------------------------------------------------
+  // An axis label: small and large numbers (a learning rate of 1e-4) in e-notation.
+  function tick(v) {
+    if (v === null || v === undefined) return "";
+    const a = Math.abs(v);
+    if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(1);
+    return String(Number(v.toPrecision(4)));
+  }
+
   function fmt(v) {
     if (v === null || v === undefined) return "–";
     if (typeof v !== "number") return String(v);
