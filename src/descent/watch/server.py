@@ -136,14 +136,13 @@ class WatchServer:
         self._thread.start()
         return self
 
-    def close(self, drain: float = 2.0) -> None:
+    def close(self, drain: float = 5.0) -> None:
         """Stop serving: open event streams end, the socket is closed. When the log is
-        closed (the run is over), open pages first get its last events (and the end of
-        the stream), for at most `drain` seconds."""
+        closed (the run is over), open pages first get its last events and the end of
+        the stream (`bye`, after which a stream ends by itself), for at most `drain`
+        seconds."""
         deadline = time.monotonic() + drain
         while self.log.closed and self.streams and time.monotonic() < deadline:
-            if all(sent >= len(self.log) for sent in list(self.streams.values())):
-                break
             time.sleep(0.02)
         self.closing.set()
         self.log.wake()
