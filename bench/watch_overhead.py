@@ -74,10 +74,10 @@ def timed_fit(x, y, k, lr, loss, epochs, log: EventLog | None) -> tuple[float, f
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def compare(job: tuple, log: EventLog, repeats: int) -> dict[str, tuple[float, float]]:
-    """Median (wall, cpu) of unwatched fits, of unwatched fits again (the same thing: how
-    far apart two measurements of it fall is the noise floor), and of watched fits, in a
-    rotating order."""
+def compare(job: tuple, log: EventLog, repeats: int) -> dict[str, list[tuple[float, float]]]:
+    """(wall, cpu) of every unwatched fit, of every unwatched fit again (the same thing:
+    how far apart two measurements of it fall is the noise floor), and of every watched
+    fit, in a rotating order (round r runs the three, starting from the r-th)."""
     x, y, k, lr, loss, epochs = job
     names = ["off", "off (again)", "watched"]
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
@@ -87,10 +87,12 @@ def compare(job: tuple, log: EventLog, repeats: int) -> dict[str, tuple[float, f
             times[name].append(
                 timed_fit(x, y, k, lr, loss, epochs, log if name == "watched" else None)
             )
-    return {
-        name: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
-        for name, v in times.items()
-    }
+    return times
+
+
+def spread(values: list[float]) -> str:
+    """'min-max' of a list of ratios, for the table."""
+    return f"{min(values):.3f}-{max(values):.3f}"
 
 
 def main(argv=None) -> str:
@@ -118,13 +120,24 @@ def main(argv=None) -> str:
         try:
             rows, verdicts = [], []
             for name, job in jobs.items():
-                off, again, watched = compare(job, log, repeats).values()
+                times = compare(job, log, repeats)
+                off_w = [w for w, _ in times["off"]]
+                off_c = [c for _, c in times["off"]]
                 epochs, steps = job[-1], job[-1] * -(-len(job[0]) // 256)
-                for what, (wall, cpu) in (("off (again)", again), ("watched", watched)):
+                for what in ("off (again)", "watched"):
+                    wall = [w for w, _ in times[what]]
+                    cpu = [c for _, c in times[what]]
+                    # per round: this run against the unwatched run of the same round
+                    ratios = [a / b for a, b in zip(wall, off_w, strict=True)]
                     rows.append(
-                        [name, what, epochs, steps, off[0], wall, wall / off[0], cpu / off[1]]
-                    )
-                ratio = watched[0] / off[0]
+                        [name, what, epochs, steps, statistics.median(off_w),
+                         statistics.median(wall),
+                         statistics.median(wall) / statistics.median(off_w),
+                         spread(ratios), statistics.median(cpu) / statistics.median(off_c)]
+                    )  # fmt: skip
+                ratio = statistics.median([w for w, _ in times["watched"]]) / statistics.median(
+                    off_w
+                )
                 verdicts.append(verdict(f"--watch with a page open, {name}", ratio, 1.05, False))
             sent = len(log)
         finally:
@@ -135,9 +148,23 @@ def main(argv=None) -> str:
         f"median of {repeats} interleaved runs; the page is a separate process reading "
         f"/events ({sent} events sent in all); torch {torch.get_num_threads()} threads.",
         "",
-        table(["training", "run", "epochs", "steps", "off s", "run s", "ratio", "CPU ratio"], rows),
+        table(
+            [
+                "training",
+                "run",
+                "epochs",
+                "steps",
+                "off s",
+                "run s",
+                "ratio",
+                "ratio per round (min-max)",
+                "CPU ratio",
+            ],
+            rows,
+        ),  # fmt: skip
         "",
-        "'off (again)' repeats the unwatched run: its ratio is the noise of this machine.",
+        "'off (again)' repeats the unwatched run: its ratio, and its spread per round, are",
+        "the noise of this machine. ratio = median watched / median unwatched (wall time).",
         "",
         *verdicts,
     ]

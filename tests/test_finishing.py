@@ -19,7 +19,7 @@ NIST = Path(__file__).resolve().parents[1] / "bench" / "nist"
 SLOW_PLOTS = textwrap.dedent(
     """
     import sys, time
-    import descent.commands.fit as fit
+    import descent.commands.fit_output as fit
     import descent.commands.train as train
     from descent.cli import main
 

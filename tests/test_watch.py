@@ -18,9 +18,10 @@ from descent.data.batches import Batches
 from descent.data.synthetic import quadratic
 from descent.models.function import FunctionModel
 from descent.models.pixels import PixelClassifier
-from descent.watch.callback import StopRequest, SweepFeed, WatchFeed, weight_images
-from descent.watch.log import EventLog, encode
-from descent.watch.report import events_from_run, render_report, write_report
+from descent.report.events import encode, weight_images
+from descent.report.html import events_from_run, render_report, write_report
+from descent.watch.callback import StopRequest, SweepFeed, WatchFeed
+from descent.watch.log import EventLog
 
 QUIET = Console(quiet=True)
 

@@ -16,9 +16,10 @@ import pytest
 import torch
 from rich.console import Console
 
-from descent.watch.callback import StopRequest, WatchFeed, weight_images
+from descent.report.events import weight_images
+from descent.report.html import write_report
+from descent.watch.callback import StopRequest, WatchFeed
 from descent.watch.log import EventLog
-from descent.watch.report import write_report
 from descent.watch.server import WatchServer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -329,7 +330,7 @@ fetch("{target}", {{method: "POST", body: body,
 
 
 def test_overlaid_runs_and_a_sweep_in_one_report(page, tmp_path):
-    from descent.watch.report import events_from_run
+    from descent.report.html import events_from_run
 
     events = []
     for run, lr in (("a", 0.1), ("b", 0.01)):
@@ -358,3 +359,62 @@ def test_overlaid_runs_and_a_sweep_in_one_report(page, tmp_path):
     assert page.eval_on_selector("#sweep-chart", "e => e.dataset.series") == "4"  # a curve per rate
     assert page.locator("#epochs th.text").text_content() == "run"
     shot(page, "report-overlay.png")
+
+
+def test_descent_train_watch_is_stopped_from_the_page_and_resume_finishes_it(page, tmp_path):
+    """The real command in its own process: `descent train --watch` prints the address,
+    the page follows it, Stop ends it with exit 130 and a checkpoint, and `descent
+    resume` carries it on (here to two epochs more) and finishes."""
+    import json
+    import queue
+    import subprocess
+    import sys
+
+    from descent.io.checkpoints import list_checkpoints, load_checkpoint
+
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "descent", "train", "mnist-sample", "--classes", "3,7",
+               "--epochs", "100000", "--patience", "0", "--batch-size", "64", "--out", str(run),
+               "--watch", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+    output = []
+    try:
+        deadline = time.monotonic() + 120
+        url = None
+        while url is None and time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            output.append(line)
+            if line.startswith("watch: "):
+                url = line.split()[1]
+        assert url, f"no address printed: {output}"
+        page.goto(url)
+        until(page, f"{LOSS_POINTS} > 3", timeout=120_000)
+        first = points(page)
+        until(page, f"{LOSS_POINTS} > {first}")
+        until(page, f"{dataset('#weights', 'version')} > 1")
+        shot(page, "live-train.png")
+        page.click("#stop")
+        rc = proc.wait(timeout=120)
+        until(page, "document.querySelector('#summary').dataset.stopped === 'interrupted'")
+        shot(page, "live-train-stopped.png")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert rc == 130, output
+    state, _ = load_checkpoint(list_checkpoints(run / "checkpoints")[-1])
+    assert state["stopped"] == "interrupted"
+    assert state["stop_message"].startswith("stopped from the page")
+    done = state["epochs_done"]
+    more = subprocess.run(
+        [sys.executable, "-m", "descent", "resume", str(run), "--epochs", str(done + 2), "-q"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert more.returncode == 0, more.stdout + more.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stopped"] == "max_epochs" and summary["epochs"] == done + 2

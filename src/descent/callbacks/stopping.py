@@ -68,6 +68,7 @@ class EarlyStopping(Callback):
         self.best_state: dict[str, torch.Tensor] | None = None
 
     def before_fit(self) -> None:
+        self.trained_state = None  # a checkpoint of this fit holds the parameters it trains
         if self.monitor == "auto":
             self.monitor = "valid_loss" if self.learner.valid_batches is not None else "train_loss"
         if self.mode == "auto":
@@ -106,6 +107,7 @@ class EarlyStopping(Callback):
             "best_epoch": self.best_epoch,
             "wait": self.wait,
             "best_state": self.best_state,
+            "trained_state": self.trained_state,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -128,14 +130,24 @@ class EarlyStopping(Callback):
             raise TypeError("monitor, mode, best, best_epoch, wait or best_state of another kind")
         self.monitor, self.mode, self.best = state["monitor"], state["mode"], float(state["best"])
         self.best_epoch, self.wait = state["best_epoch"], state["wait"]
-        self.best_state = best_state
+        self.best_state = state["best_state"]
+        trained = state.get("trained_state")
+        if trained is not None:
+            # The checkpoint was written after the best parameters were restored: go on
+            # from where training was (`descent resume --epochs` extends a finished run
+            # as if it had never stopped).
+            self.learner.model.load_state_dict(trained)
+
+    trained_state: dict[str, torch.Tensor] | None = None  # the parameters restore replaced
 
     def after_fit(self) -> None:
+        self.trained_state = None
         if (
             self.restore_best
             and self.best_state is not None
             and self.learner.stopped != StopReason.INTERRUPTED
         ):
+            self.trained_state = _snapshot(self.learner.model)
             self.learner.model.load_state_dict(self.best_state)
 
     def describe(self) -> str:

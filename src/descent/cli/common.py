@@ -4,8 +4,10 @@ status of a fit, and ExitStatus. Nothing here imports torch."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from enum import IntEnum
+from typing import Any
 
 from descent.commands.config import TrainConfig, default_of
 from descent.core.events import StopReason
@@ -75,6 +77,57 @@ def add_checkpoint_options(p: argparse.ArgumentParser, cls: type) -> None:
         type=int,
         help=f"checkpoints to keep besides the best (default: {default(cls, 'keep')})",
     )
+
+
+def add_watch_options(p: argparse.ArgumentParser, tensorboard: bool = True) -> None:
+    """--watch [--port P] [--host H] (the live page) and --tensorboard DIR."""
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="serve a live page of the run (curves, weights or the fitted curve, a Stop "
+        "button) and print its address",
+    )
+    p.add_argument("--port", type=int, default=0, help="the page's port (default: a free one)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address the page listens on (default 127.0.0.1, this machine only; "
+        "anything else is reachable from other machines and prints a warning)",
+    )
+    if tensorboard:
+        p.add_argument(
+            "--tensorboard",
+            metavar="DIR",
+            help="also write TensorBoard event files to DIR (scalars, lr, weight images, "
+            "histograms; needs pip install 'descent[tensorboard]')",
+        )
+
+
+@contextlib.contextmanager
+def watching(args: argparse.Namespace) -> Iterator[Any]:
+    """The command's WatchSession while it runs (--watch), or None."""
+    if not getattr(args, "watch", False):
+        yield None
+        return
+    from descent.watch.session import WatchSession
+
+    with WatchSession(host=args.host, port=args.port) as session:
+        yield session
+
+
+@contextlib.contextmanager
+def tensorboard(args: argparse.Namespace) -> Iterator[list]:
+    """The callbacks of --tensorboard DIR (none without it); the writer is closed after."""
+    if not getattr(args, "tensorboard", None):
+        yield []
+        return
+    from descent.callbacks.tensorboard import TensorBoard
+
+    board = TensorBoard(args.tensorboard)
+    try:
+        yield [board]
+    finally:
+        board.close()
 
 
 def given_options(args: argparse.Namespace, names: Sequence[str]) -> dict:

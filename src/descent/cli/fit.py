@@ -9,11 +9,14 @@ from descent.cli.common import (
     add_checkpoint_options,
     add_output_options,
     add_schedule_option,
+    add_watch_options,
     default,
     exit_status,
     given_options,
     lr_value,
     parse_init,
+    tensorboard,
+    watching,
 )
 from descent.commands.config import FitConfig
 from descent.options import CI_METHODS, FIT_DEFAULT_LR, FIT_SOLVERS
@@ -82,6 +85,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     )
     add_checkpoint_options(fit, FitConfig)
     add_output_options(fit, "fit")
+    add_watch_options(fit)
     fit.add_argument("--animate", metavar="GIF", help="write an animation of the fit, e.g. fit.gif")
     fit.add_argument(
         "--no-plots",
@@ -155,9 +159,11 @@ def run_fit(args: argparse.Namespace) -> int:
     if cfg.by is not None:
         from descent.commands.fit_groups import fit_groups_command
 
-        groups = fit_groups_command(cfg, overwrite=args.overwrite)
+        with watching(args) as watch:
+            groups = fit_groups_command(cfg, overwrite=args.overwrite, watch=watch)
         if groups.finish_signal is None:
             return ExitStatus.SUCCESS
         return ExitStatus.SIGTERM if groups.finish_signal == "SIGTERM" else ExitStatus.SIGINT
-    result = fit_command(cfg, overwrite=args.overwrite)
+    with watching(args) as watch, tensorboard(args) as board:
+        result = fit_command(cfg, overwrite=args.overwrite, watch=watch, callbacks=board)
     return exit_status(result.fit_result, result.finish_signal)

@@ -7,9 +7,11 @@ import argparse
 from descent.cli.common import (
     ExitStatus,
     add_output_options,
+    add_watch_options,
     default,
     given_options,
     parse_init,
+    watching,
 )
 from descent.commands.config import FitConfig, TrainConfig
 from descent.options import (
@@ -90,6 +92,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
             lp.add_argument(
                 "--epochs", type=int, default=LR_SWEEP_EPOCHS, help=f"default: {LR_SWEEP_EPOCHS}"
             )
+            add_watch_options(lp, tensorboard=False)
             lp.set_defaults(run=run_lr_sweep)
 
 
@@ -137,7 +140,10 @@ def run_lr_sweep(args: argparse.Namespace) -> int:
     from descent.tuning.sweep import parse_lrs
 
     lrs = parse_lrs(args.lrs)
-    lr_sweep_command(
-        lr_tool_config(args), lrs, epochs=args.epochs, out=args.out, overwrite=args.overwrite
-    )
-    return ExitStatus.SUCCESS
+    cfg = lr_tool_config(args)
+    with watching(args) as watch:
+        done = lr_sweep_command(
+            cfg, lrs, epochs=args.epochs, out=args.out, overwrite=args.overwrite, watch=watch
+        )
+    # Stopped from the page: as a fit interrupted by Ctrl-C
+    return ExitStatus.SIGINT if done.sweep.stopped == "interrupted" else ExitStatus.SUCCESS

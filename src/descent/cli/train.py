@@ -9,9 +9,12 @@ from descent.cli.common import (
     add_optim_options,
     add_output_options,
     add_schedule_option,
+    add_watch_options,
     default,
     exit_status,
     given_options,
+    tensorboard,
+    watching,
 )
 from descent.commands.config import BOOK_RECIPE, TrainConfig
 from descent.options import CLASSIFIER_LOSSES, IMAGE_MODELS
@@ -102,6 +105,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     )
     add_checkpoint_options(train, TrainConfig)
     add_output_options(train, "train")
+    add_watch_options(train)
     train.set_defaults(run=run_train)
 
 
@@ -121,5 +125,6 @@ def run_train(args: argparse.Namespace) -> int:
     if "epochs" in given and "steps" not in given:
         given["steps"] = None  # --epochs wins over a preset's step count
     cfg = replace(cfg, **given)
-    result = train_command(cfg, overwrite=args.overwrite)
+    with watching(args) as watch, tensorboard(args) as board:
+        result = train_command(cfg, overwrite=args.overwrite, watch=watch, callbacks=board)
     return exit_status(result.fit_result, result.finish_signal)

@@ -47,6 +47,7 @@ from descent.models.formula import Formula, FormulaModel, parse_formula
 from descent.options import FIT_DEFAULT_LR, parse_every
 from descent.report.plots import plot_lr_find, save_figure
 from descent.tuning.lr_find import LRFindResult, lr_find
+from descent.watch.session import WatchSession
 
 
 @dataclass
@@ -160,11 +161,14 @@ def fit_command(
     overwrite: bool = False,
     resume: Continuation | None = None,
     callbacks: Sequence[Callback] = (),
+    watch: WatchSession | None = None,
 ) -> FitCommandResult:
     """`descent fit`: read the CSV, fit, write the run directory, print the summary.
 
     The run folder (cfg.out) must be new or empty; `overwrite` replaces a previous
-    descent run there. `resume` continues a run from a checkpoint (commands/resume.py)."""
+    descent run there. `resume` continues a run from a checkpoint (commands/resume.py).
+    `watch` (--watch) feeds the live page (the curve moving toward the data, the
+    parameters) and takes its Stop."""
     console = console or Console(highlight=False, soft_wrap=True)
     say = (lambda *a, **k: None) if cfg.quiet else console.print
     check_options(cfg)  # before any file is read or written
@@ -214,6 +218,9 @@ def fit_command(
         elif found is not None:
             say(f"--lr auto: {found.describe()}")
         say(_describe_solver(cfg))
+        if watch is not None:
+            callbacks = [*callbacks, *watch.callbacks(run.path.name, config=cfg.to_dict(),
+                                                      **watch_curve(x, y))]  # fmt: skip
         with Finishing() as finishing:
             curve = fit_curve(
                 model,
@@ -267,6 +274,16 @@ def build_fit_learner(
 def find_fit_lr(cfg: FitConfig, model: FormulaModel, x, y, valid=None) -> LRFindResult:
     """The learning-rate finder on the fit's learner (whitened, as it will train)."""
     return lr_find(build_fit_learner(cfg, model, x, y, valid))
+
+
+def watch_curve(x: torch.Tensor, y: torch.Tensor) -> dict:
+    """What the live page draws of a fit: the data, and the curve where `curve_x`
+    puts it (against the row number when there are several inputs)."""
+    grid = curve_x(x)
+    if x.dim() == 1:
+        return {"grid": grid, "data": (x, y)}
+    rows = torch.arange(len(y), dtype=y.dtype)
+    return {"grid": grid, "grid_x": rows, "data": (rows, y)}
 
 
 def _describe_solver(cfg: FitConfig) -> str:

@@ -20,6 +20,7 @@ from descent.io.models import save_model
 from descent.io.rundir import RunDir
 from descent.models.formula import Formula
 from descent.report.fit_text import print_fit_summary
+from descent.report.html import write_run_report
 from descent.report.plots import (
     plot_fit,
     plot_losses,
@@ -88,6 +89,9 @@ def finish_fit(
         return plots
 
     plots = finishing.draw(drawings)
+    write_run_report(
+        run.path, run.file("report.html"), run.own_plots()
+    )  # from the files just written
     if made := run.plot_listing(plots):
         console.print(f"  plots: {run.plots}/ {made}")
     if finishing.signal is not None:

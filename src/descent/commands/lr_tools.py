@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from rich.console import Console
 
@@ -27,6 +28,7 @@ from descent.options import (
 from descent.report.plots import plot_lr_find, plot_sweep, save_figure
 from descent.tuning.lr_find import LRFindResult, lr_find
 from descent.tuning.sweep import SweepResult, lr_sweep
+from descent.watch.session import WatchSession
 
 # Tensors of a model's size per rate while lr-sweep trains: the copy, its gradient, its
 # step direction and two optimizer moments, and the last finite copy kept for divergence.
@@ -114,10 +116,13 @@ def lr_sweep_command(
     out: str | None = None,
     console: Console | None = None,
     overwrite: bool = False,
+    watch: WatchSession | None = None,
 ) -> LRToolResult:
     """K copies of cfg's model trained at K rates at once (tuning/sweep.py); writes
     sweep.png and sweep.json into `out` (new or empty; `overwrite` replaces a previous
-    descent run) and prints each rate's losses."""
+    descent run) and prints each rate's losses. `watch` (--watch) draws a curve per rate
+    on the live page; its Stop ends the sweep after the batch in progress, keeping the
+    epochs completed (result.sweep.stopped "interrupted")."""
     console = console or Console(highlight=False, soft_wrap=True)
     check_options(cfg)
     check_bounds("epochs", epochs)
@@ -131,6 +136,9 @@ def lr_sweep_command(
         f"gradient, optimizer state and step, x{SWEEP_COPIES})",
         "use fewer rates in --lrs",
     )
+    folder = out or default_run_dir("lr-sweep")
+    name = Path(folder).resolve().name
+    feed, check = watch.sweep(name, config=cfg.to_dict()) if watch else (None, None)
     opt_name = cfg.optimizer if cfg.optimizer != "lm" else "sgd"
     opt_kwargs = {"momentum": cfg.momentum} if cfg.momentum else {}
     if isinstance(cfg, TrainConfig) and cfg.weight_decay:
@@ -145,8 +153,12 @@ def lr_sweep_command(
         optimizer=opt_name,
         opt_kwargs=opt_kwargs,
         metrics=learner.metrics,
+        on_epoch=feed,
+        on_batch=check,
     )
-    with RunDir.create(out or default_run_dir("lr-sweep"), "lr-sweep", overwrite=overwrite) as run:
+    if feed is not None:
+        feed.end(result, result.stopped, result.message)
+    with RunDir.create(folder, "lr-sweep", overwrite=overwrite) as run:
         plot = save_figure(plot_sweep(result), run.file("sweep.png"))
         summary = {"config": cfg.to_dict(), "run_id": run.run_id, **result.to_json()}
         write_json(run.file("sweep.json"), summary)
@@ -154,6 +166,8 @@ def lr_sweep_command(
         f"[bold]descent lr-sweep[/] {_what(cfg)}: {len(result.lrs)} rates at once, "
         f"{epochs} epochs, {result.seconds:.1f} s"
     )
+    if result.stopped != "max_epochs":
+        console.print(f"stopped: {result.message}; the table has the epochs completed")
     console.print(result.table(), markup=False)
     best = (
         f"lr {result.best_lr:.3g}"

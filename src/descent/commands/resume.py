@@ -1,11 +1,30 @@
-"""`descent resume RUN_DIR [--data PATH]`: continue a train or fit run from its newest
-checkpoint, on the same data.
+"""`descent resume RUN_DIR [--data PATH] [--epochs N | --steps N]`: continue a train or
+fit run from its newest checkpoint, on the same data, to its configured end or, given a
+new length, beyond it.
 
 The folder is claimed (locked) first; the job is rebuilt from RUN_DIR/config.json,
 every field checked; the data is checked against the fingerprint config.json holds
 (`--data` points at data that moved, and is checked the same way); the newest intact
 checkpoint of this run is loaded (callbacks/checkpointer.py says why the result equals
 an uninterrupted run's).
+
+Extending (`--epochs N` / `--steps N`): a run that ran its length, or was stopped
+(Ctrl-C, SIGTERM, the page's Stop), goes on to the new length; config.json then
+records it. The history continues, and at a constant rate the result equals one run
+of that length from the start (tests/test_resume_extend.py): the checkpoint holds the
+parameters training reached (also where early stopping had restored the best ones),
+the optimizer's state, the stop rules' and the RNGs'. Schedules, as a fastai or
+Lightning user would expect of them:
+
+- constant: continues at its rate;
+- step: continues its staircase (/10 every third of the *original* length);
+- plateau: goes on watching valid_loss;
+- one-cycle, cosine: refused. They are defined over the run's original length and
+  end at a rate near 0 (lr/2.5e6, 0), so more epochs would not train; fastai starts a
+  new cycle with a new `fit_one_cycle`: here, a new run.
+
+A run that ended by a stop rule (early stopping, convergence, divergence, a target or
+time budget) is refused too: the rule would end it again at once.
 """
 
 from __future__ import annotations
@@ -19,12 +38,15 @@ from descent.commands.config import FitConfig, TrainConfig, check_options
 from descent.commands.fit import FitCommandResult, fit_command
 from descent.commands.runs import Continuation
 from descent.commands.train import TrainResult, train_command
+from descent.core.events import Callback
 from descent.errors import CheckpointError, ConfigError
-from descent.io.checkpoints import latest_checkpoint
+from descent.io.checkpoints import ResumeFrom, latest_checkpoint
 from descent.io.files import read_json
 from descent.io.fingerprint import Fingerprint, check_same_data
 from descent.io.rundir import RunDir
 from descent.io.schemas import check_field_bounds, dataclass_fields, matches
+from descent.options import check_bounds
+from descent.watch.session import WatchSession
 
 RUN_CONFIGS = {"train": TrainConfig, "fit": FitConfig}
 _FINGERPRINT_FIELDS = {
@@ -32,6 +54,9 @@ _FINGERPRINT_FIELDS = {
     "file": {"kind": str, "path": str, "bytes": int, "sha256": str},
     "folder": {"kind": str, "path": str, "files": int, "bytes": int, "sha256": str},
 }
+
+EXTENDABLE = (None, "max_epochs", "interrupted", "error")  # how a run may have ended
+FIXED_LENGTH_SCHEDULES = ("one-cycle", "cosine")
 
 
 def read_run_config(run_dir: Path) -> tuple[TrainConfig | FitConfig, str, dict]:
@@ -86,15 +111,62 @@ def _data_manifest(run_dir: Path) -> list | None:
     return manifest
 
 
+def extend(
+    cfg: TrainConfig | FitConfig,
+    found: ResumeFrom,
+    *,
+    epochs: int | None = None,
+    steps: int | None = None,
+) -> tuple[TrainConfig | FitConfig, ResumeFrom]:
+    """The config and checkpoint of a run made `epochs` epochs (or `steps` steps)
+    long; a ConfigError says why a run cannot be extended (see the module text)."""
+    if (epochs is None) == (steps is None):
+        raise ConfigError("give the new length with --epochs N or --steps N (one of them)")
+    option, length = ("--epochs", epochs) if epochs is not None else ("--steps", steps)
+    check_bounds(option.lstrip("-"), length)
+    state, run = found.state, Path(cfg.out or ".")
+    stopped = state.get("stopped")
+    if stopped not in EXTENDABLE:
+        raise ConfigError(
+            f"{run} ended by {stopped} ({state.get('stop_message', '')}); that rule would "
+            "end it again at once, so it is not extended: start a new run (e.g. with "
+            "--patience 0) or resume one that ran its length or was stopped"
+        )
+    done = state["steps"] if steps is not None else state["epochs_done"]
+    if length <= done:
+        unit = "steps" if steps is not None else "epochs"
+        raise ConfigError(f"{option} {length}: {run} has already run {done} {unit}; give more")
+    if cfg.schedule in FIXED_LENGTH_SCHEDULES:
+        raise ConfigError(
+            f"{run} uses --schedule {cfg.schedule}, which is defined over the run's original "
+            "length and ends at a rate near 0, so more epochs would not train: start a new "
+            f"run of the length you want ({option} {length}), as fastai's fit_one_cycle "
+            "starts a new cycle"
+        )
+    if isinstance(cfg, TrainConfig):
+        cfg = replace(cfg, epochs=epochs, steps=None) if epochs else replace(cfg, steps=steps)
+    else:
+        cfg = replace(cfg, epochs=length)  # a fit takes one step per epoch
+    if stopped == "max_epochs":  # the old bound: the run goes on to the new one
+        found = ResumeFrom({**state, "stopped": None, "stop_message": ""}, found.path)
+    return cfg, found
+
+
 def resume_command(
     run_dir: str | Path,
     console: Console | None = None,
     quiet: bool = False,
     data: str | Path | None = None,
+    *,
+    epochs: int | None = None,
+    steps: int | None = None,
+    callbacks: list[Callback] | tuple[Callback, ...] = (),
+    watch: WatchSession | None = None,
 ) -> TrainResult | FitCommandResult:
-    """Continue the run in `run_dir` from its newest checkpoint, to its configured end;
-    returns what `descent train` or `descent fit` would have returned. `data` is where
-    the run's data is now, when it moved (checked against the run's fingerprint)."""
+    """Continue the run in `run_dir` from its newest checkpoint, to its configured end
+    (or, with `epochs` or `steps`, to that new length); returns what `descent train` or
+    `descent fit` would have returned. `data` is where the run's data is now, when it
+    moved (checked against the run's fingerprint)."""
     console = console or Console(highlight=False, soft_wrap=True)
     with RunDir.reopen(run_dir) as run:
         cfg, run_id, record = read_run_config(run.path)
@@ -113,9 +185,12 @@ def resume_command(
         found = latest_checkpoint(
             run.path, run_id, warn=lambda m: console.print(f"[yellow]warning:[/] {m}")
         )
+        if epochs is not None or steps is not None:
+            cfg, found = extend(cfg, found, epochs=epochs, steps=steps)
         if not quiet:
-            console.print(f"resuming {run.path} from {found.path.name} ({found.where()})")
+            to = f", to {epochs} epochs" if epochs else f", to {steps} steps" if steps else ""
+            console.print(f"resuming {run.path} from {found.path.name} ({found.where()}){to}")
         going_on = Continuation(run, Fingerprint(record, manifest), found)
         if isinstance(cfg, TrainConfig):
-            return train_command(cfg, console, resume=going_on)
-        return fit_command(cfg, console, resume=going_on)
+            return train_command(cfg, console, resume=going_on, callbacks=callbacks, watch=watch)
+        return fit_command(cfg, console, resume=going_on, callbacks=callbacks, watch=watch)

@@ -51,6 +51,7 @@ from descent.options import (
     check_choice,
     parse_every,
 )
+from descent.report.html import write_run_report
 from descent.report.plots import (
     plot_confusion,
     plot_image_grid,
@@ -62,6 +63,7 @@ from descent.report.plots import (
     schedule_plots,
 )
 from descent.tuning.lr_find import lr_find
+from descent.watch.session import WatchSession
 
 
 @dataclass
@@ -185,14 +187,16 @@ def train_command(
     overwrite: bool = False,
     resume: Continuation | None = None,
     callbacks: Sequence[Callback] = (),
+    watch: WatchSession | None = None,
 ) -> TrainResult:
     """`descent train`: load images, train, write the run directory, print the summary.
 
     The run folder (cfg.out) must be new or empty; `overwrite` replaces a previous
     descent run there (io/rundir.py). `resume` continues a run from a checkpoint
-    (commands/resume.py); `callbacks` are added to the learner's. `cfg.lr` "auto" runs
-    the learning-rate finder first (lr_find.py) and trains at its suggestion;
-    config.json records the rate chosen."""
+    (commands/resume.py); `callbacks` are added to the learner's; `watch` (--watch)
+    feeds the live page and takes its Stop. `cfg.lr` "auto" runs the learning-rate
+    finder first (lr_find.py) and trains at its suggestion; config.json records the
+    rate chosen."""
     console = console or Console(highlight=False, soft_wrap=True)
     say = (lambda *a, **k: None) if cfg.quiet else console.print
     check_options(cfg)  # before any file is read or written
@@ -227,6 +231,9 @@ def train_command(
             run.checkpoints, parse_every(cfg.checkpoint_every), cfg.keep, {"run_id": run.run_id}
         )
         callbacks = [checkpointer, *callbacks]
+        if watch is not None:
+            weights = [f"{labels[1]} vs {labels[0]}"] if td.n_outputs == 1 else labels
+            callbacks += watch.callbacks(run.path.name, config=cfg.to_dict(), labels=weights)
         if cfg.schedule != "constant":
             callbacks.append(Schedule(cfg.schedule))
         patience = cfg.early_stopping_patience()
@@ -322,6 +329,9 @@ def finish_train(
     if plots:
         summary["plots"] = [str(p) for p in plots]
         write_summary(run, summary, cfg.json)
+    write_run_report(
+        run.path, run.file("report.html"), run.own_plots()
+    )  # from the files just written
     acc_text = "n/a (no validation set)" if accuracy is None else f"{accuracy:.4f}"
     best = f", best epoch {result.best_epoch}" if result.best_epoch else ""
     console.print(

@@ -229,6 +229,11 @@ class RunDir:
     def plots(self) -> Path:
         return self.path / "plots"
 
+    def own_plots(self) -> list[Path]:
+        """The plots this run recorded (plot()) that are on the disk, in the order made."""
+        names = [n for n in self._marker["files"] if n.startswith("plots/")]
+        return [self.path / n for n in names if (self.path / n).is_file()]
+
     @property
     def checkpoints(self) -> Path:
         """checkpoints/, whose ckpt-* files are the run's."""

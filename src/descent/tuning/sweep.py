@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.func import functional_call, vmap
 
+from descent.core.events import CancelFit
 from descent.core.losses import STACKED_LOSSES, get_loss, stacked_accepts
 from descent.core.metrics import Metric, get_metric
 from descent.core.optim import make_optimizer
@@ -94,6 +95,8 @@ class SweepResult:
     diverged: list[int | None]  # per rate: the epoch (1-based) it diverged in, or None
     monitor: str  # what best_loss is of: valid_loss or train_loss
     seconds: float = 0.0
+    stopped: str = "max_epochs"  # or "interrupted": on_batch / on_epoch raised CancelFit
+    message: str = ""
     stacked: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # (K, ...)
     buffers: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
@@ -157,6 +160,8 @@ class SweepResult:
             "best_index": self.best_index,
             "best_lr": self.best_lr,
             "seconds": self.seconds,
+            "stopped": self.stopped,
+            "message": self.message,
             "histories": self.histories,
         }
 
@@ -177,6 +182,7 @@ def lr_sweep(
     opt_kwargs: dict | None = None,
     metrics: Sequence[str | Metric] = (),
     on_epoch: Callable[[int, SweepResult], None] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> SweepResult:
     """Train len(lrs) copies of `model` at once, copy i at rate lrs[i], for `epochs`
     epochs; see the module text for the rules (diverged, best).
@@ -184,6 +190,10 @@ def lr_sweep(
     optimizer: "sgd", "adam" or "adamw" with their torch.optim options (opt_kwargs).
     metrics: names or Metric objects, computed per copy on `valid`.
     on_epoch(epoch, result): called after every epoch (1-based) with the result so far.
+    on_batch(epoch, batch): called after every training batch (both 1-based).
+    Either may raise CancelFit (the page's Stop): the sweep ends there, keeping the
+    epochs completed (the partial epoch is left out), and the result says why in
+    `stopped` and `message`.
     """
     if not isinstance(optimizer, str) or optimizer.lower() not in SWEEP_OPTIMIZERS:
         raise ConfigError(
@@ -245,12 +255,14 @@ def lr_sweep(
             e0 = time.perf_counter()
             model.train()
             batch_losses = []
-            for xb, yb in train.epoch(epoch):
+            for batch_no, (xb, yb) in enumerate(train.epoch(epoch), 1):
                 _, batch = run(stacked, xb, yb)  # (K,)
                 batch.sum().backward()  # copy i's gradient lands in row i
                 alive &= torch.isfinite(batch.detach())
                 _step(opt, stacked, directions, rates, alive, wd, decoupled)
                 batch_losses.append(batch.detach())
+                if on_batch is not None:
+                    on_batch(epoch + 1, batch_no)
             train_loss = train.mean_of(batch_losses).tolist()  # (K,) -> floats, one sync
             records = [{"epoch": epoch + 1, "train_loss": v} for v in train_loss]
             if valid is not None:
@@ -270,6 +282,8 @@ def lr_sweep(
             result.seconds = time.perf_counter() - t0
             if on_epoch is not None:
                 on_epoch(epoch + 1, result)
+    except CancelFit as stop:
+        result.stopped, result.message = str(stop.reason), stop.message
     finally:
         model.train(was_training)
     for v in stacked.values():

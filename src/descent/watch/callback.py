@@ -10,9 +10,9 @@
 - every epoch: the learner's record (already synced once per epoch by the loop), the
   step count and the learning rate;
 - within epochs, at most every `batch_interval` seconds: the mean training loss of the
-  batches since the last point. Per batch it only keeps a reference to the loss tensor
-  and reads the clock; the losses are stacked and synced at the interval, never per
-  batch;
+  batches since the last point. Per batch it only reads the clock; the losses (which
+  the learner keeps, detached, for the epoch's record) are stacked and synced at the
+  interval, never per batch;
 - at most every `image_interval` seconds (and when the fit ends): the per-class weight
   images (`model.class_weights()`, (k, n_pixels)), the fitted curve on `grid` and the
   parameter values (`model.values()`), whichever the model has.
@@ -24,8 +24,6 @@ the next training batch boundary, where it ends the fit as Ctrl-C does (Interrup
 
 from __future__ import annotations
 
-import base64
-import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -33,10 +31,10 @@ from typing import Any
 import torch
 
 from descent.core.events import Callback, CancelFit
+from descent.report.events import floats, subsample, weight_images
 from descent.watch import PAGE_REASON
 from descent.watch.log import EventLog
 
-MAX_IMAGES = 64  # weight images sent per event (an MLP's hidden layer may have more)
 MAX_DATA_POINTS = 5_000  # data points of a curve fit sent to the page (evenly subsampled)
 
 
@@ -81,7 +79,7 @@ class WatchFeed(Callback):
         self.config = dict(config or {})
         self.batch_interval, self.image_interval = batch_interval, image_interval
         self.grid = grid
-        self.grid_x = _floats(grid_x if grid_x is not None else grid) if grid is not None else None
+        self.grid_x = floats(grid_x if grid_x is not None else grid) if grid is not None else None
         self.data = data
         self.labels = list(labels) if labels is not None else None
         self.image_shape = image_shape
@@ -91,7 +89,10 @@ class WatchFeed(Callback):
         learn = self.learner
         model = learn.model
         self._sent = 0  # history records sent (a resumed run sends its past first)
-        self._pending: list[torch.Tensor] = []  # batch losses since the last point
+        # The learner keeps the epoch's detached batch losses (learn.train_losses); a point
+        # is the mean of those from index _mark on. Keeping our own references to
+        # learn.loss would keep each batch's autograd graph alive until the point.
+        self._mark = len(learn.train_losses)
         self._n_batches = max(len(learn.train_batches), 1)
         now = time.perf_counter()
         self._next_point = now + self.batch_interval
@@ -111,7 +112,7 @@ class WatchFeed(Callback):
             }
         )
         if self.data is not None:
-            x, y = _subsample(_floats(self.data[0]), _floats(self.data[1]), MAX_DATA_POINTS)
+            x, y = subsample(floats(self.data[0]), floats(self.data[1]), MAX_DATA_POINTS)
             self.log.append({"type": "data", "run": self.run, "x": x, "y": y})
         self._send_records()
 
@@ -119,7 +120,6 @@ class WatchFeed(Callback):
         learn = self.learner
         if not learn.training:
             return
-        self._pending.append(learn.loss)  # a reference: no device work per batch
         now = time.perf_counter()
         if now >= self._next_point:
             self._next_point = now + self.batch_interval
@@ -128,14 +128,13 @@ class WatchFeed(Callback):
                 self._send_pictures()
 
     def after_epoch(self) -> None:
-        self._pending = []  # the epoch's record has the mean of these
+        self._mark = 0  # the epoch's record has the mean of its losses; a new list begins
         self._send_records()
         if time.perf_counter() >= self._next_image:
             self._send_pictures()
 
     def after_fit(self) -> None:
         learn = self.learner
-        self._pending = []
         self._send_records()
         self._send_pictures()
         final = dict(learn.history[-1]) if len(learn.history) else {}
@@ -175,11 +174,12 @@ class WatchFeed(Callback):
 
     def _send_point(self) -> None:
         learn = self.learner
-        if not self._pending:
+        pending = learn.train_losses[self._mark :]  # (detached) batch losses since the last
+        if not pending:
             return
+        self._mark = len(learn.train_losses)
         with torch.no_grad():  # one sync per interval, for all the batches since the last
-            loss = float(torch.stack([t.reshape(()) for t in self._pending]).mean())
-        self._pending = []
+            loss = float(torch.stack([t.reshape(()) for t in pending]).mean())
         self.log.append(
             {
                 "type": "batch",
@@ -320,55 +320,9 @@ class StopRequest(Callback):
         raise CancelFit("interrupted", f"{reason} {where}")
 
 
-def weight_images(
-    weights: torch.Tensor,
-    shape: tuple[int, int] | None = None,
-    labels: Sequence[str] | None = None,
-    limit: int = MAX_IMAGES,
-) -> dict[str, Any]:
-    """(k, n_pixels) weights -> a compact picture message: each row scaled by its
-    largest magnitude to int8 (-127..127) and sent as base64, with that scale.
-
-    {"shape": [k, h, w], "scale": [k floats], "data": base64, "labels": [k names]}
-    """
-    w = weights.detach()[:limit].float().cpu()  # (k, n_pixels)
-    w = torch.nan_to_num(w, nan=0.0, posinf=0.0, neginf=0.0)  # a diverged pixel draws white
-    k, n = w.shape
-    h, wd = shape if shape is not None else _square(n)
-    scale = w.abs().amax(dim=1)  # (k,)
-    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-    q = torch.round(w / safe[:, None] * 127).clamp(-127, 127).to(torch.int8)  # (k, n_pixels)
-    names = list(labels)[:k] if labels is not None and len(labels) >= k else None
-    return {
-        "shape": [k, h, wd],
-        "scale": scale.tolist(),
-        "data": base64.b64encode(q.numpy().tobytes()).decode("ascii"),
-        "labels": names or [str(i) for i in range(k)],
-    }
-
-
-def _square(n: int) -> tuple[int, int]:
-    side = math.isqrt(n)
-    return (side, side) if side * side == n else (1, n)
-
-
 def _task(model: torch.nn.Module) -> str:
     if callable(getattr(model, "class_weights", None)):
         return "classify"
     if callable(getattr(model, "values", None)):
         return "fit"
     return "train"
-
-
-def _floats(values: torch.Tensor | Sequence[float]) -> list[float]:
-    if isinstance(values, torch.Tensor):
-        return values.detach().reshape(-1).double().cpu().tolist()
-    return [float(v) for v in values]
-
-
-def _subsample(x: list, y: list, limit: int) -> tuple[list, list]:
-    if len(x) <= limit:
-        return x, y
-    step = len(x) / limit
-    idx = [int(i * step) for i in range(limit)]
-    return [x[i] for i in idx], [y[i] for i in idx]

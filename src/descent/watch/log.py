@@ -7,33 +7,22 @@ and may block, with a timeout, until there is one (a Condition). A page that
 reloads starts again from index 0 and replays the whole history.
 
 Events are JSON-able dicts with at least `type` and `run` (one log may hold several
-runs, the page overlays them) and `t` (seconds since the log was made, set here):
-
-    run       title, task ("classify" | "fit" | "train" | "sweep"), config, model, ...
-    epoch     record (the learner's per-epoch dict of floats), steps, lr
-    batch     x (epochs as a fraction), step, loss (mean since the last point), lr
-    weights   epoch, shape [k, h, w], scale [k], data (base64 int8), labels
-    data      x, y (the points a curve is fitted to)
-    curve     epoch, x, y (the fitted function on a grid)
-    params    epoch, values {name: float}
-    sweep     epoch, lrs, monitor, values (per rate, None once diverged), diverged
-    end       stopped, message, epochs, steps, final {...}
-    note      text (e.g. "stop requested from the page")
+runs, the page overlays them) and `t` (seconds since the log was made, set here); their
+kinds and fields are listed in report/events.py, which encodes them.
 
 Kinds whose newest event replaces the older ones (`latest_only`: weights, curve,
 params, data) keep the log bounded on long runs: an older one is dropped (its index
 stays, readers skip it), so a replay shows the current picture, not every frame.
-Non-finite floats become null when encoded (JSON has no NaN).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from descent.report.events import encode
 
 LATEST_ONLY = ("weights", "curve", "params", "data")
 
@@ -125,22 +114,3 @@ class EventLog:
                         self._encoded[i] = text
             out.append((i, text))
         return out, start + len(tail)
-
-
-def encode(event: Mapping[str, Any]) -> str:
-    """Compact JSON; NaN and infinities become null (JSON has no NaN)."""
-    try:
-        return json.dumps(event, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        return json.dumps(finite(event), separators=(",", ":"), allow_nan=False)
-
-
-def finite(obj: Any) -> Any:
-    """`obj` with every non-finite float replaced by None."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite(v) for v in obj]
-    return obj

@@ -12,7 +12,8 @@ Routes (every one behind the Host check):
                              are the same for everyone)
     GET  /events?token=T     Server-Sent Events: the log from the start (or from
                              Last-Event-ID + 1 when the browser reconnects), then new
-                             events as they come, at most `push_interval` apart
+                             events as they come, at most `push_interval` apart; when
+                             the log is closed and sent, `event: bye` ends the stream
     GET  /files/ROOT/PATH?token=T   a file under one of the `files` folders (run folders)
     POST /api/stop           JSON {"token": T}: calls request_stop("stopped from the page")
 
@@ -45,10 +46,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from descent.report.html import STATIC  # the page's files (report.html inlines the same)
 from descent.watch import PAGE_REASON
 from descent.watch.log import EventLog
 
-STATIC = Path(__file__).parent / "static"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -105,6 +106,7 @@ class WatchServer:
         self.extra_hosts = list(extra_hosts)
         self.push_interval, self.heartbeat = push_interval, heartbeat
         self.closing = threading.Event()
+        self.streams: dict[int, int] = {}  # open event streams: id -> events sent up to
         self.stop_requests = 0  # accepted Stop requests (tests, the CLI's message)
         self.refused = 0  # requests answered 403
         self.httpd = _Server((host, port), _Handler)
@@ -134,8 +136,14 @@ class WatchServer:
         self._thread.start()
         return self
 
-    def close(self) -> None:
-        """Stop serving: open event streams end, the socket is closed."""
+    def close(self, drain: float = 5.0) -> None:
+        """Stop serving: open event streams end, the socket is closed. When the log is
+        closed (the run is over), open pages first get its last events and the end of
+        the stream (`bye`, after which a stream ends by itself), for at most `drain`
+        seconds."""
+        deadline = time.monotonic() + drain
+        while self.log.closed and self.streams and time.monotonic() < deadline:
+            time.sleep(0.02)
         self.closing.set()
         self.log.wake()
         if self._thread is not None:
@@ -278,6 +286,8 @@ class _Handler(BaseHTTPRequestHandler):
             index = 0
         self._headers(HTTPStatus.OK, "text/event-stream; charset=utf-8")
         hello = {"can_stop": watch.request_stop is not None, "replay": index == 0}
+        key = id(self)
+        watch.streams[key] = index
         try:
             self.wfile.write(f"retry: 2000\nevent: hello\ndata: {json.dumps(hello)}\n\n".encode())
             self.wfile.flush()
@@ -288,20 +298,26 @@ class _Handler(BaseHTTPRequestHandler):
                     chunk = "".join(f"id: {i}\ndata: {text}\n\n" for i, text in batch)
                     self.wfile.write(chunk.encode())
                     self.wfile.flush()
+                    watch.streams[key] = index
                     quiet_since = time.monotonic()
                     # at most one push per interval: a fast loop's events go out in batches
                     watch.closing.wait(watch.push_interval)
                     continue
+                watch.streams[key] = index
+                if watch.log.closed and index >= len(watch.log):
+                    # the run is over and the page has everything: it closes its stream
+                    self.wfile.write(b"event: bye\ndata: {}\n\n")
+                    self.wfile.flush()
+                    return
                 if time.monotonic() - quiet_since >= watch.heartbeat:
                     self.wfile.write(b": ping\n\n")  # finds a closed page, keeps proxies open
                     self.wfile.flush()
                     quiet_since = time.monotonic()
-                if watch.log.closed:  # nothing more will come: just keep the page company
-                    watch.closing.wait(min(watch.heartbeat, 1.0))
-                else:
-                    watch.log.wait(index, timeout=min(watch.heartbeat, 1.0))
+                watch.log.wait(index, timeout=min(watch.heartbeat, 1.0))
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             pass  # the page went away
+        finally:
+            watch.streams.pop(key, None)
 
 
 def safe_path(root: str | Path, relative: str) -> Path | None:

@@ -1,5 +1,6 @@
 """report.html: the live page as one self-contained file, for after the run.
 
+    write_run_report("runs/train-20250101-120000")      # -> its report.html
     write_report("runs/demo/report.html", log.events(), plots={"loss": png_bytes})
     write_report(path, {"run": "demo", "config": cfg, "history": rows,
                         "stopped": "early_stopping", "message": "...", "final": {...}})
@@ -15,19 +16,18 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from descent.errors import ConfigError
-from descent.watch.callback import weight_images
-from descent.watch.log import finite
+from descent.io.files import atomic_write_bytes
+from descent.report.events import finite
+from descent.report.rundata import events_from_run, run_events
 
+# The page: index.html, watch.css, watch.js and the vendored uPlot (MIT, its licence
+# beside it). watch/server.py serves these files live; here they are inlined.
 STATIC = Path(__file__).parent / "static"
 # The report may load nothing: only inline scripts and styles, and data: images.
 REPORT_CSP = (
@@ -49,8 +49,25 @@ def write_report(
     run's data, see `events_from_run`) to `path`, atomically. Returns the path."""
     text = render_report(source, plots=plots)
     path = Path(path)
-    _write_atomic(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"))
     return path
+
+
+def write_run_report(
+    run_dir: str | Path,
+    path: str | Path | None = None,
+    plots: Sequence[str | Path] | None = None,
+) -> Path:
+    """report.html of the run in `run_dir`, from its files alone (report/rundata.py),
+    with the run's PNG plots inline: `plots` (what the run drew), or every PNG and SVG
+    in its plots/ folder; written to `path` (default: run_dir/report.html). What
+    `descent report` and every train and fit run do."""
+    folder = Path(run_dir)
+    if plots is None:
+        plots_dir = folder / "plots"
+        plots = sorted(plots_dir.iterdir()) if plots_dir.is_dir() else []
+    shown = {Path(p).name: Path(p) for p in plots if Path(p).suffix.lower() in (".png", ".svg")}
+    return write_report(path or folder / "report.html", run_events(folder), plots=shown)
 
 
 def render_report(
@@ -83,55 +100,6 @@ def render_report(
     return page.replace("<!--plots-->", _plots_section(plots or {}), 1)
 
 
-def events_from_run(data: RunData) -> list[dict]:
-    """One run's data as the events the page draws.
-
-    Keys (all optional but `history`): run, title, task, config, history (per-epoch
-    records), stopped, message, final ({name: value}), params ({name: value}),
-    data ((x, y) points of a curve fit), curve ((x, y) of the fitted function),
-    weights ((k, n_pixels) tensor), labels (a name per weight image)."""
-    run = str(data.get("run", "run"))
-    history = [dict(r) for r in data.get("history", [])]
-    events: list[dict] = [
-        {
-            "type": "run",
-            "run": run,
-            "title": data.get("title", run),
-            "task": data.get("task", "train"),
-            "config": dict(data.get("config", {})),
-        }
-    ]
-    events += [{"type": "epoch", "run": run, "record": r} for r in history]
-    last = history[-1]["epoch"] if history else 0
-    if data.get("data") is not None:
-        x, y = data["data"]
-        events.append({"type": "data", "run": run, "x": _floats(x), "y": _floats(y)})
-    if data.get("curve") is not None:
-        x, y = data["curve"]
-        events.append(
-            {"type": "curve", "run": run, "epoch": last, "x": _floats(x), "y": _floats(y)}
-        )
-    if data.get("params") is not None:
-        values = {k: float(v) for k, v in data["params"].items()}
-        events.append({"type": "params", "run": run, "epoch": last, "values": values})
-    if data.get("weights") is not None:
-        pictures = weight_images(torch.as_tensor(data["weights"]), labels=data.get("labels"))
-        events.append({"type": "weights", "run": run, "epoch": last, **pictures})
-    if data.get("stopped") is not None:
-        final = dict(data.get("final") or (history[-1] if history else {}))
-        events.append(
-            {
-                "type": "end",
-                "run": run,
-                "stopped": data["stopped"],
-                "message": data.get("message", ""),
-                "epochs": len(history),
-                "final": final,
-            }
-        )
-    return events
-
-
 def _plots_section(plots: Plots) -> str:
     if not plots:
         return ""
@@ -154,27 +122,3 @@ def _plots_section(plots: Plots) -> str:
         '<section id="plots-card" class="card wide">\n<h2>Plots</h2>\n'
         f'<div class="plots">\n{body}\n</div>\n</section>'
     )
-
-
-def _floats(values: Any) -> list[float]:
-    if isinstance(values, torch.Tensor):
-        return values.detach().reshape(-1).double().cpu().tolist()
-    return [float(v) for v in values]
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temporary file in the same folder, fsync, rename: a reader sees the old report
-    or the new one, never half of one. (checkpoint.atomic_write_bytes does the same;
-    use it from io/ once the layers land.)"""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -19,6 +19,7 @@
     stopping: false,
     connected: false,
     report: false,
+    over: false,          // the server said the log is complete (event "bye")
     notes: [],
     version: 0,           // bumped by every event: render only when it moved
   };
@@ -143,7 +144,8 @@
     const uOpts = {
       width: width, height: height, series: uSeries,
       scales: {x: {time: false}, y: logY ? {distr: 3} : {}},
-      axes: [{label: opts.xLabel || "epoch"}, {label: opts.yLabel || "", size: 60}],
+      axes: [{label: opts.xLabel || "epoch"},
+             {label: opts.yLabel || "", size: 60, values: (u, splits) => splits.map(tick)}],
       legend: {live: !opts.scatter},
       cursor: {drag: {x: true, y: false}},
     };
@@ -387,7 +389,9 @@
       const t = document.createElement("table");
       t.className = "kv";
       const rows = Object.keys(r.config).map((k) => [k, typeof r.config[k] === "object" ? JSON.stringify(r.config[k]) : String(r.config[k])]);
-      ["model", "optimizer", "loss", "epochs"].forEach((k) => { if (r.header[k] !== undefined) rows.push([k, String(r.header[k])]); });
+      ["model", "optimizer", "loss", "epochs"].forEach((k) => {
+        if (r.header[k] !== undefined && !(k in r.config)) rows.push([k, String(r.header[k])]);
+      });
       fillKv(t, rows);
       d.appendChild(t);
       box.appendChild(d);
@@ -429,6 +433,7 @@
     let text, cls;
     if (state.report) { text = "report"; cls = "ended"; }
     else if (allEnded) { text = "finished"; cls = "ended"; }
+    else if (state.over) { text = "the command has ended"; cls = "ended"; }
     else if (state.connected) { text = "live"; cls = "live"; }
     else { text = "connection lost, retrying…"; cls = "lost"; }
     if (state.notes.length && !allEnded) text += " — " + state.notes[state.notes.length - 1];
@@ -440,11 +445,19 @@
     status.textContent = text;
     status.className = "status " + cls;
     const stop = $("stop");
-    stop.hidden = state.report || !state.canStop || allEnded;
+    stop.hidden = state.report || !state.canStop || allEnded || state.over;
     stop.disabled = state.stopping;
   }
 
   // -- helpers ---------------------------------------------------------------------
+  // An axis label: small and large numbers (a learning rate of 1e-4) in e-notation.
+  function tick(v) {
+    if (v === null || v === undefined) return "";
+    const a = Math.abs(v);
+    if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(1);
+    return String(Number(v.toPrecision(4)));
+  }
+
   function fmt(v) {
     if (v === null || v === undefined) return "–";
     if (typeof v !== "number") return String(v);
@@ -531,5 +544,7 @@
     document.body.dataset.ready = "1";
   });
   source.onmessage = (e) => { ingest(JSON.parse(e.data)); schedule(); };
+  // The run is over and every event is here: no reconnecting to a server that has gone.
+  source.addEventListener("bye", () => { source.close(); state.over = true; state.version++; schedule(); });
   source.onerror = () => { state.connected = false; state.version++; schedule(); };
 })();
