@@ -99,6 +99,13 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
             "980 steps (the book's 20 epochs)"
         ),
     )
+    train.add_argument(
+        "--autograd",
+        action="store_true",
+        default=None,
+        help="compute the gradient with autograd (loss.backward()) instead of the fused, "
+        "hand-derived gradient descent uses for its own models and losses",
+    )
     add_checkpoint_options(train, TrainConfig)
     train.add_argument("--out", help="run directory (default: runs/train-<time>)")
     train.add_argument("--json", help="also write the summary to this JSON file")
