@@ -63,7 +63,8 @@ class MLP(nn.Module):
         w1, b1, w2, b2 = self.layer1.weight, self.layer1.bias, self.layer2.weight, self.layer2.bias
         accumulate_grad(w2, g @ h.t())
         accumulate_grad(b2, g.sum(1))
-        gz = (w2.t() @ g).mul_(h > 0)  # (hidden, n)
+        # relu's derivative as autograd takes it (ReluBackward): one pass, no mask tensor
+        gz = torch.ops.aten.threshold_backward(w2.t() @ g, h, 0)  # (hidden, n)
         accumulate_grad(w1, torch.addmm(w1, gz, x, beta=0, alpha=self.scale))  # beta 0: unread
         accumulate_grad(b1, gz.sum(1))
 
