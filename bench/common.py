@@ -82,15 +82,24 @@ def interleaved(
 ) -> dict[str, float]:
     """Median of each variant's result (a time) over `repeats` rounds; every round runs
     all variants, in a rotating order, so drift in the machine's load hits all alike."""
+    samples = interleaved_samples(variants, repeats, warmup)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def interleaved_samples(
+    variants: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+) -> dict[str, list]:
+    """Every round's result of each variant, `interleaved`'s rounds: result i of every
+    variant comes from round i."""
     names = list(variants)
     for _ in range(warmup):
         for name in names:
             variants[name]()
-    results: dict[str, list[float]] = {name: [] for name in names}
+    results: dict[str, list] = {name: [] for name in names}
     for r in range(repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             results[name].append(variants[name]())
-    return {name: statistics.median(v) for name, v in results.items()}
+    return results
 
 
 def mnist_60k(n: int = 60_000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
