@@ -10,7 +10,9 @@ x / 255, made once outside the timing. Loops, interleaved across repeats:
 - descent: Learner(PixelClassifier(784, 10) or MLP(784, 100, 10), Batches(x_uint8,
   y, 256, seed=0), loss cross_entropy, sgd lr 0.1), guards on (the defaults),
   progress off as `descent train --quiet` runs it; and with a ProgressDisplay
-  writing to an in-memory Console as `descent train` runs it
+  writing to an in-memory Console as `descent train` runs it. Both take step 4 by
+  hand (the fused gradient, core/fused.py), as descent chooses for these models;
+  `descent --autograd` is the same learner with fused=False (loss.backward())
 - DataLoader: DataLoader(TensorDataset(x_float, y), batch_size=256, shuffle=True),
   nn.Linear / nn.Sequential, torch.optim.SGD
 - preloaded: the same model and optimizer, batches x_float[perm[i:i+256]]
@@ -18,18 +20,25 @@ x / 255, made once outside the timing. Loops, interleaved across repeats:
   descent's own uint8 batches and weight layout (the fastest loop without autograd)
 - compute floor: the epoch's matrix products alone (forward, and the backward
   products autograd needs: dW for every layer, dX for all but the first)
-  on preallocated contiguous float batches
-- scikit-learn SGDClassifier(loss="log_loss", max_iter=1) on float64 x / 255
+  on preallocated contiguous float batches, each in its fastest layout (timed
+  first, by layout), then timed as one loop in the same rounds as the others
+- scikit-learn SGDClassifier(loss="log_loss", max_iter=1) on float64 x / 255, in the
+  same rounds (linear)
+
+Every ratio is taken round by round (both loops timed in the same round), and the
+table gives its median and, in brackets, its range over the rounds.
 - fastai Learner, from a separate venv (--fastai-python, default
   /tmp/fastai-venv/bin/python) when there is one
 
-    python bench/throughput.py [--repeats 5] [--quick] [--profile] [--fastai-python PY]
+    python bench/throughput.py [--repeats 5] [--quick] [--profile] [--threads N]
+                               [--fastai-python PY]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import statistics
 import sys
 import time
 import warnings
@@ -42,7 +51,15 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import header, interleaved, mnist_60k, profile_per_step, table, verdict  # noqa: E402
+from common import (  # noqa: E402
+    header,
+    interleaved,
+    interleaved_samples,
+    mnist_60k,
+    profile_per_step,
+    table,
+    verdict,
+)
 from descent import Batches, Learner, ProgressDisplay  # noqa: E402
 from descent.models import MLP, PixelClassifier  # noqa: E402
 
@@ -57,11 +74,13 @@ def torch_net(kind: str) -> nn.Module:
     return nn.Sequential(nn.Linear(784, 100), nn.ReLU(), nn.Linear(100, 10))
 
 
-def descent_epoch(x8, y, kind: str, progress: bool = False) -> float:
+def descent_epoch(x8, y, kind: str, progress: bool = False, fused: bool | None = None) -> float:
+    """One epoch of descent's Learner; fused None: as descent chooses (the fused
+    gradient for these models), False: autograd (`descent train --autograd`)."""
     model = PixelClassifier(784, 10) if kind == "linear" else MLP(784, 100, 10)
     cbs = [ProgressDisplay(Console(file=io.StringIO(), width=100))] if progress else []
-    learner = Learner(model, Batches(x8, y, BS, seed=0), loss="cross_entropy",
-                      optimizer="sgd", lr=LR, callbacks=cbs, progress=False)  # fmt: skip
+    learner = Learner(model, Batches(x8, y, BS, seed=0), loss="cross_entropy", optimizer="sgd",
+                      lr=LR, callbacks=cbs, progress=False, fused=fused)  # fmt: skip
     t0 = time.perf_counter()
     learner.fit(1)
     return time.perf_counter() - t0
@@ -164,10 +183,10 @@ def matmul_products(kind: str) -> dict[str, dict[str, object]]:
     return prods  # fmt: skip
 
 
-def floor(xbs, kind: str, repeats: int) -> tuple[float, list[list]]:
-    """The compute floor: the epoch's matrix products alone, each in its fastest layout
-    (dX of the first layer is not needed), over preallocated contiguous float batches.
-    Returns (seconds per epoch, rows of µs per batch for every product and layout)."""
+def floor_layouts(xbs, kind: str, repeats: int) -> tuple[list, list[list]]:
+    """The fastest layout of each of the epoch's matrix products, over preallocated
+    contiguous float batches (dX of the first layer is not needed). Returns (the
+    fastest function of each product, rows of µs per batch for every layout)."""
 
     def epoch(f):
         t0 = time.perf_counter()
@@ -180,10 +199,19 @@ def floor(xbs, kind: str, repeats: int) -> tuple[float, list[list]]:
         (p, lay): (lambda f=f: epoch(f)) for p, lays in prods.items() for lay, f in lays.items()
     }
     secs = interleaved(variants, repeats)
-    best = {p: min(secs[p, lay] for lay in lays) for p, lays in prods.items()}
-    rows = [[p, lay, 1e6 * secs[p, lay] / len(xbs), "fastest" if secs[p, lay] == best[p] else ""]
+    best = {p: min(lays, key=lambda lay, p=p: secs[p, lay]) for p, lays in prods.items()}
+    rows = [[p, lay, 1e6 * secs[p, lay] / len(xbs), "fastest" if lay == best[p] else ""]
             for p, lays in prods.items() for lay in lays]  # fmt: skip
-    return sum(best.values()), rows
+    return [prods[p][lay] for p, lay in best.items()], rows
+
+
+def floor_epoch(xbs, fastest: list) -> float:
+    """The compute floor: the epoch's products alone, each in its fastest layout."""
+    t0 = time.perf_counter()
+    for f in fastest:
+        for xb in xbs:
+            f(xb)
+    return time.perf_counter() - t0
 
 
 def sklearn_epoch(x64, y64) -> float:
@@ -198,29 +226,51 @@ def sklearn_epoch(x64, y64) -> float:
     return time.perf_counter() - t0
 
 
-def compare(kind: str, x8, y, xf, repeats: int, extra: dict) -> tuple[dict[str, float], list]:
-    """Median seconds per epoch of each loop for `kind` ("linear" or "mlp"), and the
-    floor's products by layout."""
+OURS, AUTOGRAD, FLOOR = "descent (guards on, progress off)", "descent --autograd", "compute floor"
+DATALOADER, SKLEARN = "DataLoader(TensorDataset) loop", "scikit-learn SGDClassifier"
+
+
+def compare(kind: str, x8, y, xf, repeats: int, x64=None) -> tuple[dict[str, list], list]:
+    """Each loop's seconds per epoch for `kind` ("linear" or "mlp") in every round, and
+    the floor's products by layout."""
     xbs = [b.contiguous() for b in xf.split(BS)]
+    fastest, layouts = floor_layouts(xbs, kind, repeats)
     variants = {
-        "descent (guards on, progress off)": lambda: descent_epoch(x8, y, kind),
+        OURS: lambda: descent_epoch(x8, y, kind),
         "descent (progress to StringIO)": lambda: descent_epoch(x8, y, kind, progress=True),
-        "DataLoader(TensorDataset) loop": lambda: dataloader_epoch(xf, y, kind),
+        AUTOGRAD: lambda: descent_epoch(x8, y, kind, fused=False),
+        DATALOADER: lambda: dataloader_epoch(xf, y, kind),
         "preloaded tensors, permutation slices": lambda: preloaded_epoch(xf, y, kind),
         "uint8 + index_select + (out, in) weights": lambda: u8_select_epoch(x8, y, kind),
+        FLOOR: lambda: floor_epoch(xbs, fastest),
     }
     if kind == "linear":
-        variants["hand-written gradient (no autograd)"] = lambda: handwritten_epoch(x8, y)
-    secs = interleaved(variants, repeats)
-    secs["compute floor (matmuls only)"], layouts = floor(xbs, kind, repeats)
-    secs.update(extra)
-    return secs, layouts
+        variants["hand-written gradient loop (no Learner)"] = lambda: handwritten_epoch(x8, y)
+    if x64 is not None:
+        variants[SKLEARN] = lambda: sklearn_epoch(x64, y.numpy())
+    return interleaved_samples(variants, repeats), layouts
 
 
-def report(title: str, secs: dict[str, float], n: int) -> list[str]:
-    ours = secs["descent (guards on, progress off)"]
-    rows = [[name, f"{n / s:,.0f}", f"{s / ours:.2f}"] for name, s in secs.items()]
-    return [f"### {title}", "", table(["loop", "samples/s", "descent speed-up"], rows), ""]
+def ratio(samples: dict[str, list], num: str, den: str) -> tuple[float, float, float]:
+    """median, min and max over the rounds of samples[num][i] / samples[den][i]."""
+    r = [a / b for a, b in zip(samples[num], samples[den], strict=True)]
+    return statistics.median(r), min(r), max(r)
+
+
+def report(title: str, samples: dict[str, list], extra: dict[str, float], n: int) -> list[str]:
+    rows = []
+    for name, secs in samples.items():
+        med, lo, hi = ratio(samples, name, OURS)
+        rows.append([name, f"{n / statistics.median(secs):,.0f}", f"{med:.2f} ({lo:.2f}-{hi:.2f})"])
+    ours = statistics.median(samples[OURS])
+    rows += [[name, f"{n / s:,.0f}", f"{s / ours:.2f}"] for name, s in extra.items()]
+    headers = ["loop", "samples/s", "descent speed-up (range over rounds)"]
+    return [f"### {title}", "", table(headers, rows), ""]
+
+
+def target(what: str, samples: dict[str, list], num: str, den: str, goal: float) -> str:
+    med, lo, hi = ratio(samples, num, den)
+    return f"{verdict(what, med, goal)}; rounds {lo:.2f}-{hi:.2f}"
 
 
 FASTAI_CHILD = """
@@ -286,35 +336,34 @@ def run_fastai(python: str, x8, y, repeats: int) -> tuple[dict, str]:
 def main(argv=None) -> str:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--quick", action="store_true", help="3 repeats, 1 for sklearn and fastai")
+    ap.add_argument("--quick", action="store_true", help="3 repeats, 1 for fastai")
     ap.add_argument("--profile", action="store_true", help="also cProfile descent's epochs")
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
     ap.add_argument(
         "--fastai-python", default=FASTAI_PYTHON, help="python of a separate venv with fastai"
     )
     args = ap.parse_args(argv)
-    slow_repeats = 1 if args.quick else 3
     if args.quick:
         args.repeats = 3
-    # Every loop runs with torch's default threads (what users get).
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    slow_repeats = 1 if args.quick else 3
     x8, y = mnist_60k()  # (60000, 28, 28) uint8, (60000,)
     n = len(x8)
     xf = x8.reshape(n, -1).float() / 255  # (60000, 784) float32, for the other loops
     lines = header("Throughput: one epoch of 60,000 images, batch 256, samples/s")
     lines += [
         f"data: bundled MNIST sample tiled to {n:,} with random shifts <= 2 px; "
-        f"median of {args.repeats} interleaved epochs ({slow_repeats} for scikit-learn and "
-        f"fastai), {torch.get_num_threads()} torch threads. 'descent speed-up' = that loop's "
-        "time / descent's.",
+        f"{args.repeats} interleaved rounds (median; {slow_repeats} for fastai), "
+        f"{torch.get_num_threads()} torch threads. 'descent speed-up' = that loop's time / "
+        "descent's, round by round.",
         "",
     ]
-    x64 = xf.double().numpy()
-    sk = sorted(sklearn_epoch(x64, y.numpy()) for _ in range(slow_repeats))[slow_repeats // 2]
-    del x64
     fast, note = run_fastai(args.fastai_python, x8, y, slow_repeats)
-    extra = {"scikit-learn SGDClassifier": sk, **fast.get("linear", {})}
-    lin, lin_layouts = compare("linear", x8, y, xf, args.repeats, extra)
-    mlp, mlp_layouts = compare("mlp", x8, y, xf, args.repeats, fast.get("mlp", {}))
-    lines += report("Linear 784 -> 10", lin, n) + report("MLP 784 -> 100 -> 10", mlp, n)
+    lin, lin_layouts = compare("linear", x8, y, xf, args.repeats, x64=xf.double().numpy())
+    mlp, mlp_layouts = compare("mlp", x8, y, xf, args.repeats)
+    lines += report("Linear 784 -> 10", lin, fast.get("linear", {}), n)
+    lines += report("MLP 784 -> 100 -> 10", mlp, fast.get("mlp", {}), n)
     if note:
         lines += [f"fastai: {note}", ""]
     lines += [
@@ -323,30 +372,30 @@ def main(argv=None) -> str:
         table(["product", "layout", "µs/batch", ""], lin_layouts + mlp_layouts),
         "",
     ]
-    d_lin, d_mlp = (
-        lin["descent (guards on, progress off)"],
-        mlp["descent (guards on, progress off)"],
-    )
-    hand = lin["hand-written gradient (no autograd)"]
+    hand = "hand-written gradient loop (no Learner)"
     lines += [
-        verdict(
-            "linear: descent / compute floor", lin["compute floor (matmuls only)"] / d_lin, 0.6
+        target("linear: descent / compute floor", lin, FLOOR, OURS, 0.75),
+        target("linear: descent / SGDClassifier", lin, SKLEARN, OURS, 15),
+        target("linear: descent / DataLoader loop", lin, DATALOADER, OURS, 3.5),
+        target("MLP: descent / compute floor", mlp, FLOOR, OURS, 0.6),
+        target("MLP: descent / DataLoader loop", mlp, DATALOADER, OURS, 3),
+        "(info) compute floor / loop, median (rounds): "
+        + ", ".join(
+            f"{kind} {name} {med:.2f} ({lo:.2f}-{hi:.2f})"
+            for kind, samples in (("linear", lin), ("MLP", mlp))
+            for name in (AUTOGRAD, hand)
+            if name in samples
+            for med, lo, hi in [ratio(samples, FLOOR, name)]
         ),
-        verdict(
-            "linear: descent / DataLoader loop", lin["DataLoader(TensorDataset) loop"] / d_lin, 3.5
-        ),  # fmt: skip
-        verdict("linear: descent / SGDClassifier", sk / d_lin, 15),
-        verdict("MLP: descent / DataLoader loop", mlp["DataLoader(TensorDataset) loop"] / d_mlp, 3),
-        f"(info) MLP: descent / compute floor {mlp['compute floor (matmuls only)'] / d_mlp:.2f}x",
-        "(info) linear without autograd (hand-written gradient): "
-        f"{lin['compute floor (matmuls only)'] / hand:.2f}x the compute floor, "
-        f"{sk / hand:.1f}x SGDClassifier",
     ]
     if args.profile:
         steps = -(-n // BS)
         for kind in ("linear", "mlp"):
-            lines += ["", f"### cProfile of descent's {kind} epoch, per step", ""]
-            lines.append(profile_per_step(lambda k=kind: descent_epoch(x8, y, k), steps, 25))
+            for fused in (None, False):
+                which = "fused" if fused is None else "autograd"
+                lines += ["", f"### cProfile of descent's {kind} epoch ({which}), per step", ""]
+                epoch = lambda k=kind, f=fused: descent_epoch(x8, y, k, fused=f)  # noqa: E731
+                lines.append(profile_per_step(epoch, steps, 25))
     text = "\n".join(lines)
     print(text)
     return text

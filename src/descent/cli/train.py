@@ -103,6 +103,13 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
             "980 steps (the book's 20 epochs)"
         ),
     )
+    train.add_argument(
+        "--autograd",
+        action="store_true",
+        default=None,
+        help="compute the gradient with autograd (loss.backward()) instead of the fused, "
+        "hand-derived gradient descent uses for its own models and losses",
+    )
     add_checkpoint_options(train, TrainConfig)
     add_output_options(train, "train")
     add_watch_options(train)

@@ -107,6 +107,9 @@ class TrainConfig:
     deskew_found: str | None = None
     # Initial weights ~ N(0, init_std); 0 starts the linear model from zeros.
     init_std: float = 0.0
+    # Step 4 for these models and losses is by hand (core/fused.py): autograd's gradient to
+    # float rounding, without building a graph each batch. True: autograd, loss.backward().
+    autograd: bool = False
     out: str | None = None  # None: runs/train-<time>
     json: str | None = None
     # A checkpoint every epoch ("1"), every N steps ("200steps"), or none ("0"); one

@@ -171,6 +171,7 @@ def make_learner(
         metrics=["accuracy"] if has_valid else [],
         callbacks=callbacks,
         progress=False,
+        fused=False if cfg.autograd else None,  # None: by hand where it applies
     )
 
 
@@ -249,6 +250,7 @@ def train_command(
             + f", batch {cfg.batch_size}"
             + (", deskewed" if cfg.deskew else ", raw pixels")
         )
+        say(f"gradient: {learner.gradient.describe()}")
         epochs = epochs_for(cfg, len(learner.train_batches))
         if cfg.steps is not None:
             say(f"{cfg.steps} steps = {epochs} epochs of {len(learner.train_batches)} batches")

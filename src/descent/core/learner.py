@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from descent.core.events import Callback, CancelEpoch, CancelFit, StopReason, handlers_by_event
+from descent.core.fused import choose_gradient
 from descent.core.guards import default_callbacks
 from descent.core.losses import get_loss
 from descent.core.metrics import Metric, get_metric
@@ -44,6 +45,7 @@ class Learner(LearnerState):
         guards: stop cleanly on Ctrl-C / SIGTERM (InterruptHandler) and on a
             diverging loss (DivergenceGuard). A callback in `callbacks` of the
             same class replaces the default one.
+        fused: None: step 4 by hand where it applies (core/fused.py); False: autograd.
     """
 
     def __init__(
@@ -60,12 +62,14 @@ class Learner(LearnerState):
         callbacks: Iterable[Callback] = (),
         progress: bool = True,
         guards: bool = True,
+        fused: bool | None = None,
     ) -> None:
         self.model, self.train_batches, self.valid_batches = model, train, valid
         self.loss_func = get_loss(loss) if isinstance(loss, str) else loss
         self.metrics = [get_metric(m) if isinstance(m, str) else m for m in metrics]
         self.lr = lr
         self.opt = make_optimizer(optimizer, model.parameters(), lr, **(opt_kwargs or {}))
+        self.gradient = choose_gradient(model, self.loss_func, fused, [train, valid])  # [2-4]
         self.reset_position()  # epoch 0, no step, an empty history (core/state.py)
         self.callbacks: list[Callback] = []
         callbacks = list(callbacks)
@@ -92,23 +96,20 @@ class Learner(LearnerState):
     # -- the seven steps ----------------------------------------------------------
     def predict(self, xb: torch.Tensor) -> torch.Tensor:
         """Step 2: predictions for a batch."""
-        return self.model(xb)
+        return self.gradient.predict(xb)
 
     def calc_loss(self, preds: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """Step 3: one number that says how wrong the predictions are."""
-        return self.loss_func(preds, yb)
+        return self.gradient.loss(preds, yb)
 
     def backward(self) -> None:
-        """Step 4: the gradient of the loss with respect to every parameter."""
-        self.loss.backward()
+        """Step 4: the gradient of the loss for every parameter (autograd, or core/fused.py)."""
+        self.gradient.backward(self.loss)
 
     def step(self) -> None:
         """Step 5: move the parameters against the gradient (torch.optim). L-BFGS,
         which re-evaluates the loss at trial points, is given `closure` for that."""
-        if needs_closure(self.opt):
-            self.opt.step(self.closure)
-        else:
-            self.opt.step()
+        self.opt.step(self.closure) if needs_closure(self.opt) else self.opt.step()
         self.steps += 1
 
     def zero_grad(self) -> None:
@@ -121,7 +122,7 @@ class Learner(LearnerState):
         """Steps 2-4 again at the optimizer's current (trial) parameters."""
         self.zero_grad()
         loss = self.calc_loss(self.predict(self.xb), self.yb)
-        loss.backward()
+        self.gradient.backward(loss)
         return loss
 
     def one_batch(self) -> None:

@@ -15,6 +15,7 @@ from descent.errors import ConfigError, DataError
 from descent.options import LOSSES
 
 LossFunc = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+GradFunc = Callable[[], torch.Tensor]
 
 
 def _same_shape(preds: torch.Tensor, targets: torch.Tensor, name: str) -> None:
@@ -124,3 +125,51 @@ def stacked_accepts(loss_func, preds: torch.Tensor, yb: torch.Tensor) -> bool:
     if loss_func in (bce, mnist_loss):
         return shape[1:] in ((), (1,))
     return len(shape) == 2  # cross_entropy
+
+
+# --- [4 gradient] by hand, for descent's own classifier heads (core/fused.py) ---------------------
+# The classifier losses on class-major scores s (k, n), the layout PixelClassifier and MLP compute
+# (their forward_t): each returns the loss, equal to the function above on s.t(), and a function
+# giving dL/ds (k, n). Step 4 calls it, not step 3, so validation never computes a gradient. Each
+# is called once per loss (cross-entropy's turns its log-probabilities into the gradient in place).
+# tests/test_fused.py checks them against autograd.
+
+
+def cross_entropy_t(s: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, GradFunc]:
+    """L = mean_i -log softmax(s[:, i])[y_i];  dL/ds = (softmax(s) - onehot(y)) / n."""
+    logp = s.log_softmax(0)  # (k, n)
+
+    def grad() -> torch.Tensor:
+        g = logp.exp_()  # softmax(s)
+        n = g.shape[1]
+        g.scatter_add_(0, targets.reshape(1, n), g.new_full((1, n), -1.0))  # - onehot(y)
+        return g.mul_(1 / n)
+
+    return F.nll_loss(logp.t(), targets), grad
+
+
+def bce_t(s: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, GradFunc]:
+    """One output, s (1, n): L = mean(softplus(s) - t * s);  dL/ds = (sigmoid(s) - t) / n."""
+    t = targets.reshape(1, -1).to(s.dtype)
+    return F.binary_cross_entropy_with_logits(s, t), lambda: s.sigmoid().sub_(t).div_(t.shape[1])
+
+
+def mnist_loss_t(s: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, GradFunc]:
+    """One output, s (1, n), p = sigmoid(s): L = mean(where(t == 1, 1 - p, p));
+    dL/ds = where(t == 1, -1, 1) * p * (1 - p) / n."""
+    p = s.sigmoid()
+    pos = targets.reshape(1, -1) == 1
+
+    def grad() -> torch.Tensor:
+        dp = p * (1 - p)  # dp/ds
+        return torch.where(pos, -dp, dp).div_(p.shape[1])
+
+    return torch.where(pos, 1 - p, p).mean(), grad
+
+
+# loss function -> its class-major closed form, and the outputs it takes (None: any number)
+FUSED_LOSSES: dict[LossFunc, tuple[Callable, int | None]] = {
+    cross_entropy: (cross_entropy_t, None),
+    bce: (bce_t, 1),
+    mnist_loss: (mnist_loss_t, 1),
+}

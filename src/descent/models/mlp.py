@@ -8,6 +8,8 @@ import math
 import torch
 from torch import nn
 
+from descent.models.pixels import accumulate_grad
+
 
 class MLP(nn.Module):
     """(n, h, w) uint8 -> (n, k): Linear(784, hidden), ReLU, Linear(hidden, k)."""
@@ -30,10 +32,41 @@ class MLP(nn.Module):
         self.scale = 1.0 / 255.0  # uint8 pixels -> [0, 1], folded into the first product
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(len(x), -1).to(self.layer1.weight.dtype)  # (n, 784)
-        w1 = self.layer1.weight.t()  # (784, hidden)
-        h = torch.addmm(self.layer1.bias, x, w1, alpha=self.scale)  # (n, hidden)
-        return self.layer2(torch.relu(h))  # (n, k)
+        scores_t, _ = self.forward_t(self.pixels(x))
+        return scores_t.t()  # (n, k)
+
+    def pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, h, w) images -> (n, 784) floats, still 0..255 (the scale is in the product)."""
+        return x.reshape(len(x), -1).to(self.layer1.weight.dtype)
+
+    def forward_t(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """(n, 784) pixels -> the (k, n) scores, and what backward_t needs (x, h).
+
+        Units along the rows, samples along the columns (as PixelClassifier): each
+        product is weights @ activations, the fastest layout here for both of them."""
+        w1, b1, w2, b2 = self.layer1.weight, self.layer1.bias, self.layer2.weight, self.layer2.bias
+        h = torch.addmm(b1[:, None], w1, x.t(), alpha=self.scale).relu_()  # (hidden, n)
+        return torch.addmm(b2[:, None], w2, h), (x, h)  # (k, hidden) @ (hidden, n) -> (k, n)
+
+    def backward_t(self, saved: tuple[torch.Tensor, torch.Tensor], g: torch.Tensor) -> None:
+        """[4 gradient] by hand, for the fused path (core/fused.py): from g = dL/dscores
+        (k, n) back through both layers into each parameter's .grad (h = relu(z1)):
+
+            dL/dW2 = g @ h.T                 (k, n) @ (n, hidden) -> (k, hidden)
+            dL/db2 = g.sum(1)
+            dL/dz1 = (W2.T @ g) * (h > 0)    (hidden, n): relu passes where it was open
+            dL/dW1 = scale * dL/dz1 @ x      (hidden, n) @ (n, 784) -> (hidden, 784)
+            dL/db1 = dL/dz1.sum(1)
+
+        tests/test_fused.py checks it against autograd."""
+        x, h = saved
+        w1, b1, w2, b2 = self.layer1.weight, self.layer1.bias, self.layer2.weight, self.layer2.bias
+        accumulate_grad(w2, g @ h.t())
+        accumulate_grad(b2, g.sum(1))
+        # relu's derivative as autograd takes it (ReluBackward): one pass, no mask tensor
+        gz = torch.ops.aten.threshold_backward(w2.t() @ g, h, 0)  # (hidden, n)
+        accumulate_grad(w1, torch.addmm(w1, gz, x, beta=0, alpha=self.scale))  # beta 0: unread
+        accumulate_grad(b1, gz.sum(1))
 
     def forward_stacked(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """K copies at once (lr_sweep): parameters stacked (K, ...) -> (K, n, k)."""

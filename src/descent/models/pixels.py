@@ -39,12 +39,31 @@ class PixelClassifier(nn.Module):
         self.scale = 1.0 / 255.0  # uint8 pixels -> [0, 1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(len(x), -1).to(self.weights.dtype)  # (n, h, w) -> (n, 784)
-        # (k, 784) @ (784, n) -> (k, n), returned as its (n, k) transpose: BLAS is ~2x
-        # faster at this orientation for small k, and the weight gradient g.T @ x then
-        # comes out in the weights' own layout.
-        scores_t = torch.addmm(self.bias[:, None], self.weights, x.t(), alpha=self.scale)
+        scores_t, _ = self.forward_t(self.pixels(x))
         return scores_t.t()  # (n, k)
+
+    def pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, h, w) images -> (n, 784) floats, still 0..255 (the scale is in the product)."""
+        return x.reshape(len(x), -1).to(self.weights.dtype)
+
+    def forward_t(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, 784) pixels -> the (k, n) scores, and what backward_t needs (x).
+
+        (k, 784) @ (784, n) -> (k, n): BLAS is ~2x faster at this orientation for
+        small k, and the weight gradient g @ x then comes out in the weights' layout."""
+        return torch.addmm(self.bias[:, None], self.weights, x.t(), alpha=self.scale), x
+
+    def backward_t(self, x: torch.Tensor, g: torch.Tensor) -> None:
+        """[4 gradient] by hand, for the fused path (core/fused.py): from g = dL/dscores
+        (k, n) and the pixels x (n, 784) kept by forward_t, into each parameter's .grad:
+
+            dL/dW = scale * g @ x      (k, n) @ (n, 784) -> (k, 784)
+            dL/db = g.sum(1)           (k,)
+
+        tests/test_fused.py checks it against autograd."""
+        gw = torch.addmm(self.weights, g, x, beta=0, alpha=self.scale)  # beta 0: W unread
+        accumulate_grad(self.weights, gw)
+        accumulate_grad(self.bias, g.sum(1))
 
     def forward_stacked(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """K copies at once (lr_sweep): weights (K, k, 784), bias (K, k) -> (K, n, k).
@@ -71,3 +90,11 @@ class PixelClassifier(nn.Module):
     def extra_repr(self) -> str:
         n = sum(p.numel() for p in self.parameters())
         return f"{self.n_pixels} pixels -> {self.n_outputs} outputs, {n:,} parameters"
+
+
+def accumulate_grad(p: torch.Tensor, g: torch.Tensor) -> None:
+    """p.grad += g, as autograd accumulates (p.grad = g when there is none yet)."""
+    if p.grad is None:
+        p.grad = g
+    else:
+        p.grad.add_(g)

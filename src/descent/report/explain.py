@@ -22,7 +22,7 @@ fit(epochs):                                         [6 repeat]
         @after_pred
         loss = {loss}(preds, yb)                     [3 loss]
         @after_loss
-        loss.backward()                              [4 gradient]
+        {backward}                              [4 gradient] {gradient}
         @after_backward
         opt.step(); opt.zero_grad()                  [5 step]   {opt}
         @after_step
@@ -71,6 +71,8 @@ def explain(learner: Any) -> str:
         loss=getattr(learner.loss_func, "__name__", type(learner.loss_func).__name__),
         opt=opt_text,
         metrics=", ".join(m.name for m in learner.metrics) or "none",
+        backward=learner.gradient.code,
+        gradient=learner.gradient.describe(),
     )
     lines = []
     for line in text.splitlines():
@@ -84,6 +86,9 @@ def explain(learner: Any) -> str:
                 continue
             code = f"{indent}{event}: {', '.join(names) or '-'}"
         lines.append(f"{code:<52} {tag}".rstrip() if tag else code)
+    lines.append("")
+    why = getattr(learner.gradient, "why", "")
+    lines.append(f"gradient: {learner.gradient.describe()}" + (f", because {why}" if why else ""))
     lines.append("")
     lines.append("callbacks:")
     for cb in learner.callbacks:

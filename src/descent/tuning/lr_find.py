@@ -244,4 +244,5 @@ def _twin(learner: Learner, finder: LRFinder) -> Learner:
         callbacks=[finder],
         progress=False,
         guards=False,
+        fused=learner.gradient.fused,  # the same step 4 as the learner's
     )
