@@ -18,8 +18,9 @@ from descent import Batches, Learner, grad, lr_find, lr_sweep
 from descent.report.gradients import plot_gradient
 from descent.core.history import History
 from descent.models import FormulaModel, PixelClassifier
-from descent.report.plots import (plot_lr_find, plot_schedule, plot_sweep, plot_confusion, plot_fit, plot_image_grid, plot_losses,
-                           plot_metric, plot_prediction_grid, plot_weight_images)
+from descent.report.plots import (plot_confusion, plot_fit, plot_image_grid, plot_losses,
+    plot_lr_find, plot_metric, plot_prediction_grid, plot_schedule, plot_sweep,
+    plot_weight_images)
 history = History([{"epoch": e, "train_loss": 1 / e, "valid_loss": 1.2 / e,
                     "valid_accuracy": 1 - 0.5 / e} for e in range(1, 6)])
 t = torch.linspace(0, 1, 20, dtype=torch.float64)
