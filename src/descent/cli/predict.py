@@ -12,7 +12,11 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         "predict",
         parents=[common],
         help="predict labels of image files with a trained model",
-        description="Loads RUN_DIR/model.safetensors + model.json and labels each image.",
+        description=(
+            "Loads RUN_DIR/model.safetensors + model.json and labels each image, with the "
+            "probability of the label; for a --model mean run, the distance to each class's "
+            "mean image instead (the nearest is the label)."
+        ),
     )
     predict.add_argument("run_dir", help="a run directory made by `descent train`")
     predict.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
@@ -32,7 +36,13 @@ def run_predict(args: argparse.Namespace) -> int:
     preds = predict_files(args.run_dir, args.images, resize=args.resize)
     width = max(len(p.file) for p in preds)
     for p in preds:
-        print(f"{p.file:<{width}}  {p.label}  {p.probability:.4f}")
+        if p.distances is None:
+            print(f"{p.file:<{width}}  {p.label}  {p.probability:.4f}")
+            continue
+        others = ", ".join(f"{k} {v:.4f}" for k, v in p.distances.items() if k != p.label)
+        print(
+            f"{p.file:<{width}}  {p.label}  {p.measure} {p.distance:.4f} (nearest mean; {others})"
+        )
     if args.json:
         write_json(args.json, [asdict(p) for p in preds])
     return ExitStatus.SUCCESS
