@@ -14,11 +14,11 @@ import traceback
 from collections.abc import Sequence
 
 from descent import __version__
-from descent.cli import demo, explain, fit, lr_tools, predict, resume, train
+from descent.cli import demo, explain, fit, grad, lr_tools, predict, resume, train
 from descent.cli.common import ExitStatus
 from descent.errors import DescentError
 
-COMMANDS = (demo, train, predict, fit, lr_tools, resume, explain)  # in the help's order
+COMMANDS = (demo, train, predict, fit, grad, lr_tools, resume, explain)  # in the help's order
 
 
 class _Parser(argparse.ArgumentParser):

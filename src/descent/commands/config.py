@@ -9,7 +9,7 @@ No torch here: `descent --help` reads this module.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import ClassVar
 
 from descent.errors import ConfigError
@@ -192,6 +192,27 @@ class FitConfig:
 
     def to_dict(self) -> dict:
         return {"command": "fit", **asdict(self)}
+
+
+@dataclass
+class GradConfig:
+    """`descent grad`: the value and gradient of a formula at a point (core/gradients.py)."""
+
+    formula: str = ""  # the same AST whitelist as `descent fit`
+    # The point: name -> a number, or a list of numbers (the book's rank-1 tensor).
+    at: dict[str, float | list[float]] = field(default_factory=dict)
+    # Report the sum of a rank-1 result as the value (the book's (x**2).sum()); the
+    # gradient of a vector is always that of its sum.
+    sum: bool = False
+    # A CSV/TSV: the value is the MSE of the formula against its target column, and the
+    # gradient is the loop's step 4 for those parameters.
+    data: str | None = None
+    y: str | None = None  # the target column; None: the one column the formula does not use
+    plot: str | None = None  # a PNG of the function and its tangent
+    PLOT_FILE: ClassVar[str] = "grad.png"  # what --plot with no file writes
+    var: str | None = None  # the variable plotted; None: the first
+    json: str | None = None
+    quiet: bool = False
 
 
 def default_of(cls: type, name: str) -> object:
