@@ -99,7 +99,8 @@ def train_mean(
     say(
         "nothing to step: the mean images are averages, not parameters, so there is no loss, "
         "gradient, learning rate or epoch; one pass over the training images made them, and "
-        f"an image gets the class of the nearest ({cfg.distance}: {DISTANCE_WORDS[cfg.distance]})"
+        f"an image gets the class of the nearest mean ({cfg.distance} distance: "
+        f"{DISTANCE_WORDS[cfg.distance]})"
     )
     with torch.no_grad():
         scores = scores_of(model, valid_x)  # (m, k): minus the distances
