@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 BENCH_ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: demo test fuzz lint format bench clean
+.PHONY: demo test fuzz lint format bench notebook clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,20 @@ lint: $(VENV)/.installed-test
 format: $(VENV)/.installed-test
 	$(BIN)/ruff format src tests bench scripts
 	$(BIN)/ruff check --fix src tests bench scripts
+
+# The chapter's notebook (examples/chapter4.ipynb) in JupyterLab, or the classic
+# notebook where Lab is missing; Jupyter comes with the optional extra descent[notebook].
+# `make notebook JUPYTER_ARGS="--no-browser --allow-root"` in a container.
+NOTEBOOK ?= examples/chapter4.ipynb
+JUPYTER_ARGS ?=
+
+$(VENV)/.installed-notebook: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[notebook]"
+	touch $@
+
+notebook: $(VENV)/.installed-notebook
+	if [ -x $(BIN)/jupyter-lab ]; then $(BIN)/jupyter lab $(JUPYTER_ARGS) $(NOTEBOOK); \
+	else $(BIN)/jupyter notebook $(JUPYTER_ARGS) $(NOTEBOOK); fi
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)

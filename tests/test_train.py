@@ -41,6 +41,10 @@ def test_default_accuracy_on_the_bundled_sample(tmp_path, kw, floor):
     # the accuracy reported is that of the parameters kept (the best epoch's)
     best = result.fit_result.history[result.fit_result.best_epoch - 1]
     assert result.valid_accuracy == pytest.approx(best["valid_accuracy"])
+    # the nearest mean image on the same split, beside it: learning the weights pays
+    baseline = result.summary["baseline"]
+    assert baseline["model"] == "mean" and baseline["distance"] == "l1"
+    assert 0.5 < baseline["valid_accuracy"] < result.valid_accuracy
 
 
 def test_the_books_recipe_and_its_accuracy_curve(tmp_path):

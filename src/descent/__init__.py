@@ -58,6 +58,11 @@ _EXPORTS = {
     "Checkpointer": "descent.callbacks.checkpointer",
     "PredictionSnapshots": "descent.callbacks.snapshots",
     "explain": "descent.report.explain",
+    "plot_gradient": "descent.report.gradients",
+    "plot_losses": "descent.report.plots",
+    "plot_metric": "descent.report.plots",
+    "plot_weight_images": "descent.report.plots",
+    "plot_mean_images": "descent.report.baseline",
     "SweepResult": "descent.tuning.sweep",
     "lr_sweep": "descent.tuning.sweep",
     "parse_lrs": "descent.tuning.sweep",
@@ -111,6 +116,11 @@ __all__ = [
     "mnist_loss",
     "mse",
     "parse_lrs",
+    "plot_gradient",
+    "plot_losses",
+    "plot_mean_images",
+    "plot_metric",
+    "plot_weight_images",
     "random_split",
 ]
 
@@ -148,6 +158,9 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from descent.models import MLP, MeanImageClassifier, PixelClassifier
     from descent.models.formula import FormulaModel
     from descent.models.function import FunctionModel
+    from descent.report.baseline import plot_mean_images
     from descent.report.explain import explain
+    from descent.report.gradients import plot_gradient
+    from descent.report.plots import plot_losses, plot_metric, plot_weight_images
     from descent.tuning.lr_find import LRFindResult, lr_find
     from descent.tuning.sweep import SweepResult, lr_sweep, parse_lrs

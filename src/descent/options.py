@@ -21,7 +21,9 @@ LOSSES = ("mse", "mae", "mnist", "bce", "cross_entropy")  # core/losses.py
 CLASSIFIER_LOSSES = ("auto", "mnist", "bce", "cross_entropy")  # auto: bce for 2 classes
 ONE_OUTPUT_LOSSES = ("mnist", "bce")  # one score per image: exactly two classes
 METRICS = ("rmse", "r2", "accuracy")  # core/metrics.py
-IMAGE_MODELS = ("linear", "mlp")  # per-pixel weights, or a small net
+# per-pixel weights, a small net, or the book's pixel-similarity baseline (nothing learned)
+IMAGE_MODELS = ("linear", "mlp", "mean")
+DISTANCES = ("l1", "l2")  # --model mean: mean absolute / root mean squared pixel difference
 SCHEDULES = ("constant", "one-cycle", "cosine", "step", "plateau")  # callbacks/schedules.py
 # The learning-rate finder's range and length (tuning/lr_find.py), as fastai's lr_find.
 LR_FIND_START, LR_FIND_END, LR_FIND_STEPS = 1e-7, 10.0, 100

@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from descent import __version__
-from descent.cli import demo, explain, fit, lr_tools, predict, report, resume, train, watch
+from descent.cli import demo, explain, fit, grad, lr_tools, predict, report, resume, train, watch
 from descent.cli.common import ExitStatus
 from descent.errors import DescentError
 
@@ -25,6 +25,7 @@ COMMANDS = (
     train,
     predict,
     fit,
+    grad,
     lr_tools,
     resume,
     watch,

@@ -16,7 +16,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         "bands at the rows of a CSV (fit)",
         description=(
             "Loads RUN_DIR/model.safetensors + model.json. A classifier (descent train) "
-            "labels each image. A fitted formula (descent fit) is evaluated at the rows of "
+            "labels each image, with the probability of the label; for a --model mean run, "
+            "the distance to each class's mean image instead (the nearest is the label). "
+            "A fitted formula (descent fit) is evaluated at the rows of "
             "one CSV/TSV/Parquet file: its input columns, then y_hat, se_fit, the "
             "confidence band (conf_low, conf_high) and the prediction band (pred_low, "
             "pred_high), as CSV on stdout or to --out."
@@ -65,7 +67,13 @@ def run_predict(args: argparse.Namespace) -> int:
     preds = predict_files(args.run_dir, args.files, resize=args.resize)
     width = max(len(p.file) for p in preds)
     for p in preds:
-        print(f"{p.file:<{width}}  {p.label}  {p.probability:.4f}")
+        if p.distances is None:
+            print(f"{p.file:<{width}}  {p.label}  {p.probability:.4f}")
+            continue
+        others = ", ".join(f"{k} {v:.4f}" for k, v in p.distances.items() if k != p.label)
+        print(
+            f"{p.file:<{width}}  {p.label}  {p.measure} {p.distance:.4f} (nearest mean; {others})"
+        )
     if args.json:
         write_json(args.json, [asdict(p) for p in preds])
     return ExitStatus.SUCCESS

@@ -17,7 +17,7 @@ from descent.cli.common import (
     watching,
 )
 from descent.commands.config import BOOK_RECIPE, TrainConfig
-from descent.options import CLASSIFIER_LOSSES, IMAGE_MODELS
+from descent.options import CLASSIFIER_LOSSES, DISTANCES, IMAGE_MODELS
 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -27,7 +27,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         help="train an image classifier (per-pixel weights or a small net)",
         description=(
             "Trains a classifier on images: one weight per pixel per class (--model linear, "
-            "the book's idea) or a small neural net (--model mlp). SOURCE is 'mnist-sample' "
+            "the book's idea) or a small neural net (--model mlp); --model mean is the book's "
+            "pixel-similarity baseline (the nearest mean image: nothing to step). "
+            "SOURCE is 'mnist-sample' "
             "(5,000 bundled MNIST digits), a folder with train/<label>/ and valid/<label>/ "
             "(fastai's MNIST_SAMPLE), a folder of <label>/ folders, a folder of MNIST IDX "
             "files, or a .npz with x and y. Writes a run directory with the model, "
@@ -39,6 +41,12 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     train.add_argument("--classes", help="comma-separated labels to keep, e.g. 3,7")
     train.add_argument(
         "--model", choices=IMAGE_MODELS, help=f"default: {default(TrainConfig, 'model')}"
+    )
+    train.add_argument(
+        "--distance",
+        choices=DISTANCES,
+        help="--model mean: l1 (the book's mean absolute pixel difference) or l2; also the "
+        f"baseline beside linear and mlp runs (default: {default(TrainConfig, 'distance')})",
     )
     train.add_argument(
         "--hidden",

@@ -9,7 +9,7 @@ No torch here: `descent --help` reads this module.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import ClassVar
 
 from descent.errors import ConfigError
@@ -19,6 +19,7 @@ from descent.options import (
     BY_REFUSES,
     CI_METHODS,
     CLASSIFIER_LOSSES,
+    DISTANCES,
     IMAGE_MODELS,
     OPTIMIZERS,
     check_bounds,
@@ -65,6 +66,9 @@ class TrainConfig:
     model: str = "linear"
     # The book's simple_net uses 30; 100 units reach ~0.95 on the ten digits.
     hidden: int = 100
+    # --model mean, and the baseline printed beside linear and mlp runs: l1 is the book's
+    # mnist_distance (the mean absolute pixel difference); l2 the root mean squared one.
+    distance: str = "l1"
     # auto: one output with BCE for two classes, k outputs with cross-entropy for more.
     # "mnist" is the book's sigmoid loss (two classes).
     loss: str = "auto"
@@ -217,6 +221,27 @@ class FitConfig:
         return {"command": "fit", **asdict(self)}
 
 
+@dataclass
+class GradConfig:
+    """`descent grad`: the value and gradient of a formula at a point (core/gradients.py)."""
+
+    formula: str = ""  # the same AST whitelist as `descent fit`
+    # The point: name -> a number, or a list of numbers (the book's rank-1 tensor).
+    at: dict[str, float | list[float]] = field(default_factory=dict)
+    # Report the sum of a rank-1 result as the value (the book's (x**2).sum()); the
+    # gradient of a vector is always that of its sum.
+    sum: bool = False
+    # A CSV/TSV: the value is the MSE of the formula against its target column, and the
+    # gradient is the loop's step 4 for those parameters.
+    data: str | None = None
+    y: str | None = None  # the target column; None: the one column the formula does not use
+    plot: str | None = None  # a PNG of the function and its tangent
+    PLOT_FILE: ClassVar[str] = "grad.png"  # what --plot with no file writes
+    var: str | None = None  # the variable plotted; None: the first
+    json: str | None = None
+    quiet: bool = False
+
+
 def default_of(cls: type, name: str) -> object:
     """A config field's default, for the CLI's help text."""
     for f in fields(cls):
@@ -255,5 +280,6 @@ def check_options(cfg: TrainConfig | FitConfig) -> None:
         check_choice("--loss", cfg.loss, CLASSIFIER_LOSSES)
         check_choice("--optimizer", cfg.optimizer, OPTIMIZERS)
         check_momentum(cfg.optimizer, cfg.momentum)
+        check_choice("--distance", cfg.distance, DISTANCES)
         if cfg.deskew not in (True, False, "auto"):
             raise ConfigError(f"deskew must be true, false or auto, got {cfg.deskew!r}")

@@ -21,10 +21,17 @@ from descent.io.schemas import check_classifier
 
 @dataclass
 class Prediction:
+    """A label and how sure: the probabilities of a trained classifier, or for the mean-image
+    baseline (--model mean) the distance to each class's mean image, and no probability:
+    a softmax of minus distances is not a calibrated one."""
+
     file: str
     label: str
-    probability: float
-    probabilities: dict[str, float]
+    probability: float | None
+    probabilities: dict[str, float] | None
+    distance: float | None = None  # to the nearest mean image (the label's)
+    distances: dict[str, float] | None = None
+    measure: str = "probability"  # or "l1 distance" / "l2 distance"
 
 
 def predict_files(
@@ -35,7 +42,11 @@ def predict_files(
     pre = Preprocess.from_dict(preprocessing)
     images = torch.stack([read_image_file(f, pre.size, resize=resize) for f in files])  # (n, h, w)
     with torch.no_grad():
-        probs = class_probabilities(model(pre.apply(images)))  # (n, k)
+        scores = model(pre.apply(images))  # (n, k), or (n, 1) for one output
+    if model.kind == "mean":  # scores are minus the distances to the mean images
+        pairs = zip(files, -scores, strict=True)
+        return [_nearest(str(f), labels, d, model.distance) for f, d in pairs]
+    probs = class_probabilities(scores)  # (n, k)
     out = []
     for f, p in zip(files, probs, strict=True):
         i = int(p.argmax())
@@ -43,3 +54,9 @@ def predict_files(
             Prediction(str(f), labels[i], float(p[i]), dict(zip(labels, p.tolist(), strict=True)))
         )
     return out
+
+
+def _nearest(file: str, labels: list[str], distances: torch.Tensor, kind: str) -> Prediction:
+    i = int(distances.argmin())
+    ds = dict(zip(labels, distances.tolist(), strict=True))
+    return Prediction(file, labels[i], None, None, ds[labels[i]], ds, f"{kind} distance")

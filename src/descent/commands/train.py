@@ -4,7 +4,7 @@ with the epoch table, a run directory, plots of what it learned, and a summary."
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -13,6 +13,7 @@ from rich.console import Console
 from descent.callbacks.checkpointer import Checkpointer
 from descent.callbacks.schedules import Schedule
 from descent.callbacks.stopping import EarlyStopping
+from descent.commands.baseline import baseline_accuracy, baseline_line, train_mean
 from descent.commands.config import TrainConfig, check_options
 from descent.commands.runs import (
     Continuation,
@@ -22,6 +23,7 @@ from descent.commands.runs import (
     with_absolute_paths,
     write_summary,
 )
+from descent.commands.train_result import TrainResult
 from descent.core.events import Callback, StopReason
 from descent.core.learner import Learner
 from descent.core.losses import get_loss
@@ -66,19 +68,6 @@ from descent.tuning.lr_find import lr_find
 from descent.watch.session import WatchSession
 
 
-@dataclass
-class TrainResult:
-    fit_result: FitResult  # what the loop did: why it stopped, epochs, history
-    valid_accuracy: float | None  # of the parameters kept
-    per_class: dict[str, float]
-    confusion: list[list[int]]
-    labels: list[str]
-    run_dir: RunDir
-    model: torch.nn.Module
-    summary: dict = field(default_factory=dict)
-    finish_signal: str | None = None  # a signal that came while the run wrote its files
-
-
 def choose_loss(cfg: TrainConfig, k: int) -> str:
     """The loss for k classes: cfg.loss, or for "auto" bce (one output) with two
     classes and cross_entropy with more."""
@@ -100,6 +89,11 @@ def choose_loss(cfg: TrainConfig, k: int) -> str:
 def make_model(cfg: TrainConfig, n_pixels: int, n_outputs: int) -> torch.nn.Module:
     """The model of cfg for images of n_pixels and n_outputs scores, refused before it
     is allocated when it would not fit in memory while it trains."""
+    if cfg.model == "mean":
+        raise ConfigError(
+            "--model mean has no parameters to step, so no learning rate or training loop: "
+            "`descent train SOURCE --model mean` averages the images of each class"
+        )
     return _model_builder(cfg, n_pixels, n_outputs)()
 
 
@@ -205,9 +199,17 @@ def train_command(
     cfg = with_absolute_paths(cfg)
     td = prepare_data(cfg)
     data, labels, (h, w) = td.data, td.data.labels, td.data.size
-    _model_builder(cfg, h * w, td.n_outputs)  # its memory, before the run folder is made
+    if cfg.model != "mean":
+        _model_builder(cfg, h * w, td.n_outputs)  # its memory, before the run folder is made
     # config.json holds what was decided, not "auto" or None
     cfg = replace(cfg, deskew=td.pre.deskew, deskew_found=td.deskew_found or cfg.deskew_found)
+    header = (
+        f"[bold]descent train[/] {data.source}: {len(td.train_x)} training and "
+        f"{len(td.valid_x)} validation images ({data.split}), {h}x{w}, "
+        f"classes {', '.join(labels)}"
+    )
+    if cfg.model == "mean":  # nothing to step: no loss, rate or loop (commands/baseline.py)
+        return train_mean(cfg, data, td.pre, td.valid_x, header, console, overwrite=overwrite)
     cfg = replace(cfg, epochs=cfg.max_epochs())
     found = None
     if cfg.lr == "auto":
@@ -218,11 +220,7 @@ def train_command(
         warn=lambda m: console.print(f"[yellow]warning:[/] {m}"),
     )  # fmt: skip
     try:
-        say(
-            f"[bold]descent train[/] {data.source}: {len(td.train_x)} training and "
-            f"{len(td.valid_x)} validation images ({data.split}), {h}x{w}, "
-            f"classes {', '.join(labels)}"
-        )
+        say(header)
         if td.deskew_found:
             say(f"deskew auto: {td.deskew_found}")
         if found is not None:
@@ -295,6 +293,10 @@ def finish_train(
         per_class = dict(zip(labels, per_class_accuracy(cm).tolist(), strict=True))
     else:
         cm, accuracy, per_class = torch.zeros(k, k, dtype=torch.long), None, {}
+    # the nearest mean image on the same images: what learning the weights bought
+    baseline = baseline_accuracy(
+        data.train_x, data.train_y, td.valid_x, data.valid_y, k, cfg.distance
+    )
     for name in ("model.safetensors", "model.json"):
         run.file(name)  # recorded as the run's before they are written
     save_model(model, run.path, labels=labels, preprocessing=td.pre.to_dict(), loss=td.loss)
@@ -315,6 +317,7 @@ def finish_train(
         "best_epoch": result.best_epoch,
         "valid_accuracy": accuracy,
         "per_class_accuracy": per_class,
+        "baseline": {"model": "mean", "distance": cfg.distance, "valid_accuracy": baseline},
         "confusion": cm.tolist(),
         "seconds": result.seconds,
         "history": result.history.to_records(),
@@ -344,6 +347,8 @@ def finish_train(
         console.print(
             "  per class: " + ", ".join(f"{lab} {acc:.3f}" for lab, acc in per_class.items())
         )
+    if line := baseline_line(accuracy, baseline, cfg.distance):
+        console.print(line)
     console.print(f"  run: {run}/ {run.listing()}")
     if made := run.plot_listing(plots):
         console.print(f"  plots: {run.plots}/ {made}")

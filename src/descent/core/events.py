@@ -57,6 +57,7 @@ class StopReason(str, Enum):
     INTERRUPTED = "interrupted"  # Ctrl-C, SIGTERM or a stop from the page: resumable
     LR_FIND = "lr_find"  # the learning-rate finder's sweep ended
     CANCELLED = "cancelled"  # CancelFit without a reason
+    NO_PARAMETERS = "no_parameters"  # nothing to step (the mean-image baseline): no loop ran
     ERROR = "error"  # an exception escaped the loop
 
     __str__ = str.__str__

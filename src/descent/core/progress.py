@@ -5,7 +5,8 @@ when epochs are quicker than `min_interval`, rows are sampled so the terminal
 never becomes the bottleneck: the first and last epochs and the powers of two
 are always shown.
 A progress bar appears only on long work (after `bar_after` seconds) and only
-on a terminal.
+on a terminal. In a Jupyter notebook the table is one output updated in place
+(notebook_table.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from descent.core.events import Callback
+from descent.core.notebook_table import NotebookTable, in_notebook
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -31,16 +33,25 @@ def format_value(v: float) -> str:
 
 
 class ProgressDisplay(Callback):
-    """Prints the epoch table and shows a progress bar on long work."""
+    """Prints the epoch table and shows a progress bar on long work.
+
+    `notebook`: show the table as one output updated in place; None (the default) does so
+    inside a Jupyter kernel unless a console is given."""
 
     order = 50
 
     def __init__(
-        self, console: Console | None = None, min_interval: float = 0.2, bar_after: float = 1.0
+        self,
+        console: Console | None = None,
+        min_interval: float = 0.2,
+        bar_after: float = 1.0,
+        notebook: bool | None = None,
     ) -> None:
+        self.notebook = notebook if notebook is not None else console is None and in_notebook()
         self.console = console or Console(highlight=False)
         self.min_interval, self.bar_after = min_interval, bar_after
         self.bar: Progress | None = None
+        self.table: NotebookTable | None = None
 
     def before_fit(self) -> None:
         now = time.perf_counter()
@@ -48,6 +59,7 @@ class ProgressDisplay(Callback):
         self._header: list[str] | None = None
         self._printed_epoch = 0
         self._done = 0
+        self.table = NotebookTable(self.min_interval) if self.notebook else None
         self._total = max(self.learner.n_epochs - self.learner.epoch, 0) * len(
             self.learner.train_batches
         )
@@ -97,13 +109,17 @@ class ProgressDisplay(Callback):
     def _print_row(self, rec: dict) -> None:
         if self._header is None:
             self._header = list(rec)
-            self.console.out("  ".join(f"{k:>12}" for k in self._header), highlight=False)
+            if self.table is None:
+                self.console.out("  ".join(f"{k:>12}" for k in self._header), highlight=False)
         self._printed_epoch = rec["epoch"]
         cells = []
         for k in self._header:
             v = rec.get(k, math.nan)
             cells.append(f"{v:>11.3f}s" if k == "time" else f"{format_value(v):>12}")
-        self.console.out("  ".join(cells), highlight=False)  # out(): 4x cheaper than print()
+        if self.table is not None:
+            self.table.add(self._header, [c.strip() for c in cells])
+        else:
+            self.console.out("  ".join(cells), highlight=False)  # out(): 4x cheaper than print()
 
     def after_fit(self) -> None:
         if self.bar is not None:
@@ -114,6 +130,8 @@ class ProgressDisplay(Callback):
         history = self.learner.history
         if len(history) and history[-1]["epoch"] != self._printed_epoch:
             self._print_row(history[-1])
-        self.console.print(
-            f"stopped: {self.learner.stopped} - {self.learner.stop_message}", markup=False
-        )
+        stopped = f"stopped: {self.learner.stopped} - {self.learner.stop_message}"
+        if self.table is not None:
+            self.table.finish(stopped)
+        else:
+            self.console.print(stopped, markup=False)

@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from descent.errors import ConfigError, DataError
-
-DISTANCES = ("l1", "l2")
+from descent.options import DISTANCES
 
 
 class MeanImageClassifier(nn.Module):
@@ -32,7 +31,7 @@ class MeanImageClassifier(nn.Module):
     def __init__(self, n_pixels: int = 784, n_classes: int = 2, distance: str = "l1") -> None:
         super().__init__()
         if distance not in DISTANCES:
-            raise ConfigError(f"distance must be l1 or l2, got {distance!r}")
+            raise ConfigError(f"distance must be {' or '.join(DISTANCES)}, got {distance!r}")
         if n_classes < 2 or n_pixels < 1:
             raise ConfigError(f"need n_classes >= 2 and n_pixels >= 1, got {n_classes}, {n_pixels}")
         self.n_pixels, self.n_classes, self.distance = n_pixels, n_classes, distance

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 import torch
 
 from descent.callbacks.schedules import Schedule
+from descent.core.history import History
+from descent.errors import ConfigError
 from descent.io.files import atomic_write_bytes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-    from descent.core.history import History
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -191,8 +191,21 @@ def plot_prediction_grid(
     return fig
 
 
-def plot_losses(history: History, log: bool | None = None, title: str = "") -> Figure:
-    """train_loss (and valid_loss) against epoch; log scale when they span decades."""
+def history_of(source: object) -> History:
+    """The History of a Learner or a FitResult (their `.history`), or a History itself."""
+    history = source if isinstance(source, History) else getattr(source, "history", None)
+    if not isinstance(history, History):
+        raise ConfigError(
+            f"plot a Learner, a FitResult or a History, not a {type(source).__name__}"
+        )
+    return history
+
+
+def plot_losses(history: History | object, log: bool | None = None, title: str = "") -> Figure:
+    """train_loss (and valid_loss) against epoch; log scale when they span decades.
+
+    `history` is a History, or a Learner or FitResult: `plot_losses(learn)` in a notebook."""
+    history = history_of(history)
     fig = _figure(6, 4)
     ax = fig.subplots()
     epochs = history.column("epoch")
@@ -214,8 +227,16 @@ def plot_losses(history: History, log: bool | None = None, title: str = "") -> F
     return fig
 
 
-def plot_metric(history: History, column: str, title: str = "") -> Figure:
-    """One metric column (e.g. valid_accuracy) against epoch."""
+def plot_metric(
+    history: History | object, column: str = "valid_accuracy", title: str = ""
+) -> Figure:
+    """One metric column (e.g. valid_accuracy, or accuracy for short) against epoch, of a
+    History, a Learner or a FitResult."""
+    history = history_of(history)
+    if column not in history.columns and f"valid_{column}" in history.columns:
+        column = f"valid_{column}"
+    if column not in history.columns:
+        raise ConfigError(f"no column {column!r}; the history has {', '.join(history.columns)}")
     fig = _figure(6, 4)
     ax = fig.subplots()
     ax.plot(history.column("epoch"), history.column(column), marker=".", color="tab:green")
