@@ -72,3 +72,14 @@ def test_matplotlib_is_imported_by_the_first_figure_not_by_the_module():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_plot_metric_of_a_run_stopped_in_its_first_epoch_is_an_empty_chart():
+    from descent.core.history import History
+    from descent.errors import ConfigError
+    from descent.report.plots import plot_metric
+
+    fig = plot_metric(History(), "valid_accuracy", "validation accuracy")
+    assert fig.axes[0].get_title() == "validation accuracy" and not fig.axes[0].lines
+    with pytest.raises(ConfigError, match="no column 'valid_acc'"):
+        plot_metric(History([{"epoch": 1, "train_loss": 1.0}]), "valid_acc")

@@ -235,11 +235,12 @@ def plot_metric(
     history = history_of(history)
     if column not in history.columns and f"valid_{column}" in history.columns:
         column = f"valid_{column}"
-    if column not in history.columns:
+    if len(history) and column not in history.columns:
         raise ConfigError(f"no column {column!r}; the history has {', '.join(history.columns)}")
     fig = _figure(6, 4)
     ax = fig.subplots()
-    ax.plot(history.column("epoch"), history.column(column), marker=".", color="tab:green")
+    if len(history):  # a run stopped in its first epoch has no point to draw
+        ax.plot(history.column("epoch"), history.column(column), marker=".", color="tab:green")
     ax.set_xlabel("epoch")
     ax.set_ylabel(column)
     if title:
