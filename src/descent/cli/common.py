@@ -12,7 +12,7 @@ from typing import Any
 from descent.commands.config import TrainConfig, default_of
 from descent.core.events import StopReason
 from descent.errors import ConfigError
-from descent.options import OPTIMIZERS, SCHEDULES
+from descent.options import OPTIMIZERS, SCHEDULES, check_device
 
 
 class ExitStatus(IntEnum):
@@ -77,6 +77,35 @@ def add_checkpoint_options(p: argparse.ArgumentParser, cls: type) -> None:
         type=int,
         help=f"checkpoints to keep besides the best (default: {default(cls, 'keep')})",
     )
+
+
+def add_device_options(p: argparse.ArgumentParser, nproc: bool = False) -> None:
+    """--device and --threads (and, for train, --nproc: several processes via torchrun)."""
+    p.add_argument(
+        "--device",
+        type=check_device_option,
+        help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default: auto)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for torch (default: the cores this process may use, shared "
+        "among the run's processes on this machine)",
+    )
+    if nproc:
+        p.add_argument(
+            "--nproc",
+            type=int,
+            help="train on N processes of this machine, data-parallel: starts torchrun "
+            "(python -m torch.distributed.run --standalone --nproc-per-node N)",
+        )
+
+
+def check_device_option(text: str) -> str:
+    try:
+        return check_device(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("unknown --device ")) from None
 
 
 def add_watch_options(p: argparse.ArgumentParser, tensorboard: bool = True) -> None:

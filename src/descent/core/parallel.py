@@ -154,7 +154,9 @@ class ShardedGradient:
         self.inner.backward(loss * self.batches.share)
 
     def describe(self) -> str:
-        return f"{self.inner.describe()} through DistributedDataParallel ({self.world_size} processes)"
+        return (
+            f"{self.inner.describe()} through DistributedDataParallel ({self.world_size} processes)"
+        )
 
 
 def place(model, batches: list, device, group: Group | None) -> torch.device:

@@ -64,7 +64,9 @@ class Batches:
             raise ConfigError(f"rank {rank} is not one of {world_size} processes")
         self.x, self.y = self.x.to(device), self.y.to(device)
         self.rank, self.world_size = rank, world_size
-        self._sizes = torch.tensor([self._span(b)[1] for b in self.global_sizes], dtype=torch.float64)
+        self._sizes = torch.tensor(
+            [self._span(b)[1] for b in self.global_sizes], dtype=torch.float64
+        )
         return self
 
     def _span(self, size: int) -> tuple[int, int]:

@@ -18,7 +18,9 @@ def mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
-def resolve_device(name: str | torch.device = "auto", process: Process | None = None) -> torch.device:
+def resolve_device(
+    name: str | torch.device = "auto", process: Process | None = None
+) -> torch.device:
     """The device for `name`; a ConfigError when it is not on this machine."""
     if isinstance(name, torch.device):
         return name
@@ -47,7 +49,9 @@ def resolve_device(name: str | torch.device = "auto", process: Process | None = 
     count = torch.cuda.device_count()
     index = int(name.split(":")[1]) if ":" in name else process.local_rank
     if index >= count:
-        raise ConfigError(f"--device {name}: this machine has {count} CUDA device(s), 0..{count - 1}")
+        raise ConfigError(
+            f"--device {name}: this machine has {count} CUDA device(s), 0..{count - 1}"
+        )
     return torch.device("cuda", index)
 
 

@@ -39,7 +39,9 @@ class Process:
             try:
                 value = int(text)
             except ValueError:
-                raise ConfigError(f"environment variable {name}={text!r} is not an integer") from None
+                raise ConfigError(
+                    f"environment variable {name}={text!r} is not an integer"
+                ) from None
             if value < 0:
                 raise ConfigError(f"environment variable {name}={value} must not be negative")
             return value
