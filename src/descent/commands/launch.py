@@ -7,7 +7,8 @@ started by torchrun (PyTorch's own launcher, `python -m torch.distributed.run`):
 OMP_WAIT_POLICY=PASSIVE and, unless set, OMP_NUM_THREADS = the usable cores / N.
 torchrun reports any non-zero exit as a failure (its own status 1); when every failed
 process ended with the same status of descent's (2 bad input, 130 SIGINT, 143
-SIGTERM), that status is this command's, so Ctrl-C still exits 130.
+SIGTERM), that status is this command's, so Ctrl-C still exits 130; a signal to
+this process is relayed by torchrun to every process, and exits 128 + its number.
 """
 
 from __future__ import annotations
@@ -39,11 +40,14 @@ def launch(argv: Sequence[str], nproc: int) -> int:
     check_bounds("nproc", nproc)
     prepare_openmp()
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // nproc)))
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
     try:
         run(get_args_parser().parse_args(torchrun_args(argv, nproc)))
+    except SignalException as e:  # torchrun passed it to the processes and waited for them
+        return 128 + int(e.sigval)
     except ChildFailedError as e:
         codes = {f.exitcode for f in e.failures.values()}
         return codes.pop() if len(codes) == 1 and codes <= DESCENT_STATUSES else 1

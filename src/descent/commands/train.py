@@ -3,6 +3,7 @@ with the epoch table, a run directory, plots of what it learned, and a summary."
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -326,13 +327,14 @@ def train_worker(cfg: TrainConfig, process: Process, resume: Continuation | None
 
 def leave_group(group: Group | None, learner: Learner | None) -> None:
     """The teardown that exits cleanly: the DDP wrapper (inside the learner's gradient)
-    and the optimizer dropped, then barrier, then destroy (distributed/group.py)."""
+    and the optimizer dropped, then barrier, then destroy (distributed/group.py). Called
+    from `finally`: while an exception is on its way out, no barrier."""
     if group is None:
         return
     if learner is not None:
         learner.gradient = learner.opt = learner.preds = learner.loss = None
     del learner
-    group.close()
+    group.close(clean=sys.exc_info()[0] is None)
 
 
 def _opt_kwargs(cfg: TrainConfig) -> dict:

@@ -94,11 +94,14 @@ class Group:
         if dist.is_initialized():
             dist.barrier()
 
-    def close(self) -> None:
+    def close(self, clean: bool = True) -> None:
         """Leave the group: the caller has dropped its DDP wrapper and optimizer (with
         torch 2.13 and gloo a wrapper alive at destroy_process_group aborted or hung
-        ~8 % of exits); collect them, wait for every process, then destroy."""
+        ~8 % of exits); collect them, wait for every process, then destroy. After an
+        error (`clean` False) the others may be inside another collective: no barrier,
+        which could only time out; torchrun ends them when this process exits."""
         gc.collect()
         if dist.is_initialized():
-            dist.barrier()
+            if clean:
+                dist.barrier()
             dist.destroy_process_group()
