@@ -225,6 +225,8 @@ class FitConfig:
     # and at the end; "100" every 100 steps (for fits, epochs and steps coincide).
     checkpoint_every: str = "0"
     keep: int = 3
+    device: str = "auto"  # as TrainConfig's; a fit's statistics are float64
+    threads: int | None = None  # as TrainConfig's
     quiet: bool = False
 
     def to_dict(self) -> dict:
