@@ -184,8 +184,8 @@ def test_a_stop_rule_met_on_one_rank_stops_every_rank_at_the_same_batch(tmp_path
     script.write_text(STOP_ON_ONE_RANK)
     done = run(torchrun("--standalone", "--nproc-per-node", "2", str(script)), tmp_path)
     assert done.returncode == 0, done.stderr
-    results = sorted((json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")),
-                     key=lambda r: r["rank"])  # fmt: skip
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    results = sorted((json.loads(line) for line in lines), key=lambda r: r["rank"])
     assert [r["rank"] for r in results] == [0, 1]
     assert {r["stopped"] for r in results} == {"target_reached"}
     assert {r["steps"] for r in results} == {7}
@@ -202,7 +202,8 @@ def test_two_nodes_on_loopback_train_one_run(tmp_path):
     endpoint = f"127.0.0.1:{_free_port()}"
     node = torchrun("--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
                     "--rdzv-endpoint", endpoint, "--rdzv-id", "descent-test", "-m", "descent",
-                    "train", *SMALL, "--epochs", "2", "--patience", "0", "--out", "run")  # fmt: skip
+                    "train", *SMALL, "--epochs", "2", "--patience", "0",
+                    "--out", "run")  # fmt: skip
     procs = [
         subprocess.Popen(node, cwd=tmp_path, env=env(), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, start_new_session=True)
