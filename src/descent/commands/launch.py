@@ -39,7 +39,8 @@ def launch(argv: Sequence[str], nproc: int) -> int:
     """Run `descent ARGV` under torchrun on nproc processes; the exit status."""
     check_bounds("nproc", nproc)
     prepare_openmp()
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // nproc)))
+    if not os.environ.get("OMP_NUM_THREADS"):  # torchrun would set 1 and say so
+        os.environ["OMP_NUM_THREADS"] = str(max(1, usable_cores() // nproc))
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
