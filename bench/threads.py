@@ -88,6 +88,7 @@ def spinner() -> subprocess.Popen:
 def main(argv=None) -> str:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="one round")
     ap.add_argument("--busy", type=int, default=2, help="background processes spinning")
     ap.add_argument("--child")
     ap.add_argument("--threads", type=int)
@@ -95,6 +96,8 @@ def main(argv=None) -> str:
     if args.child:
         print(json.dumps(child(args.child, args.threads)))
         return ""
+    if args.quick:
+        args.repeats = 1
     cores = len(os.sched_getaffinity(0))
     cases = settings(cores)
     busy = [spinner() for _ in range(args.busy)]

@@ -11,6 +11,7 @@ from typing import Any
 
 from descent.commands.config import TrainConfig, default_of
 from descent.core.events import StopReason
+from descent.distributed.process import Process
 from descent.errors import ConfigError
 from descent.options import OPTIMIZERS, SCHEDULES, check_device
 
@@ -134,8 +135,9 @@ def add_watch_options(p: argparse.ArgumentParser, tensorboard: bool = True) -> N
 
 @contextlib.contextmanager
 def watching(args: argparse.Namespace) -> Iterator[Any]:
-    """The command's WatchSession while it runs (--watch), or None."""
-    if not getattr(args, "watch", False):
+    """The command's WatchSession while it runs (--watch), or None (also on torchrun's
+    processes other than rank 0: one page, fed by the one that prints)."""
+    if not getattr(args, "watch", False) or not Process.from_env().is_main:
         yield None
         return
     from descent.watch.session import WatchSession
@@ -146,8 +148,9 @@ def watching(args: argparse.Namespace) -> Iterator[Any]:
 
 @contextlib.contextmanager
 def tensorboard(args: argparse.Namespace) -> Iterator[list]:
-    """The callbacks of --tensorboard DIR (none without it); the writer is closed after."""
-    if not getattr(args, "tensorboard", None):
+    """The callbacks of --tensorboard DIR (none without it, or on a process other than
+    rank 0); the writer is closed after."""
+    if not getattr(args, "tensorboard", None) or not Process.from_env().is_main:
         yield []
         return
     from descent.callbacks.tensorboard import TensorBoard
