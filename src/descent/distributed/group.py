@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import datetime
 import gc
+import signal
+import threading
 
 import torch
 import torch.distributed as dist
@@ -103,5 +105,15 @@ class Group:
         gc.collect()
         if dist.is_initialized():
             if clean:
+                _keep_exit_status()
                 dist.barrier()
             dist.destroy_process_group()
+
+
+def _keep_exit_status() -> None:
+    """The run has ended and its exit status is decided (0, or 130 for everyone after an
+    agreed interrupt). torchrun sends SIGTERM to the processes still running once one has
+    exited non-zero; a process in its last milliseconds would then exit 143 instead of
+    130. So from here SIGTERM is ignored; the process is about to exit anyway."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
