@@ -1,6 +1,6 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
 # TORCH_SPEC defaults to the local CPU wheel; override it to install another torch
-# build, e.g. `make test TORCH_SPEC=torch` (descent itself runs on the CPU).
+# build, e.g. `make test-gpu TORCH_SPEC=torch` for a CUDA build.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 BENCH_ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: demo test fuzz lint format bench notebook clean
+.PHONY: demo test test-gpu fuzz lint format bench notebook clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
+
+# The tests marked `cuda` (skipped by `make test` without a GPU), then bench/gpu.py's
+# throughput on the GPU; needs a CUDA build of torch (TORCH_SPEC) and a GPU.
+test-gpu: $(VENV)/.installed-test
+	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU: torch ' + torch.__version__ + ' sees none')"
+	$(BIN)/python -m pytest -m cuda -rs
+	$(BIN)/python bench/gpu.py
 
 # The fuzz suite (tests/test_fuzz.py) with many more examples than `make test` gives it
 # (the hypothesis profile "fuzz"); it prints cases tried, tracebacks, hangs and files

@@ -32,7 +32,11 @@ SCRIPTS = [
     "tables",
     "many_curves",
     "defaults_vs_logreg",
+    "threads",
 ]
+# Figures of scripts run by hand (bench/ddp_stress.py, bench/gpu.py on a GPU machine) sit
+# below this line in RESULTS.md, and a new `make bench` keeps them.
+BY_HAND = "<!-- run by hand: kept by make bench -->"
 
 
 def main(argv=None) -> int:
@@ -79,7 +83,9 @@ def main(argv=None) -> int:
         *sections,
     ]
     if not args.only:
-        (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
+        old = (HERE / "RESULTS.md").read_text() if (HERE / "RESULTS.md").exists() else ""
+        kept = old[old.index(BY_HAND) :] if BY_HAND in old else ""
+        (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n" + kept)
         print(f"\nwrote {HERE / 'RESULTS.md'}")
     print("\n".join(verdicts + [f"ERROR {f}" for f in failed]))
     return 1 if failed else 0

@@ -9,6 +9,7 @@ or a name is changed in one place. Importing this module imports no torch, so
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -50,6 +51,8 @@ AT_LEAST: dict[str, float] = {
     "min_delta": 0.0,
     "seed": 0,
     "iterations": 5,  # lr-find: fewer steps cannot show a curve
+    "threads": 1,
+    "nproc": 1,
 }
 # option -> the largest value it may take: far beyond any useful run, so a typo (an extra
 # zero or three) is refused at once instead of running for days or allocating for hours.
@@ -63,6 +66,8 @@ AT_MOST: dict[str, float] = {
     "seed": 2**32 - 1,  # numpy's seed range; Batches seeds epoch e with seed * 1_000_003 + e
     "iterations": 100_000,  # lr-find steps
     "rates": 1_000,  # lr-sweep --lrs: K copies of the model train at once
+    "threads": 1_024,
+    "nproc": 1_024,  # processes on one machine (descent train --nproc)
 }
 
 
@@ -105,6 +110,17 @@ def check_valid_pct(value: float) -> None:
         raise ConfigError(
             f"--valid-pct must be in [0, 1) (0.2 holds out a fifth of the rows), got {value}"
         )
+
+
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")  # --device (distributed/devices.py)
+
+
+def check_device(text: str) -> str:
+    """--device: auto, cpu, cuda, cuda:N or mps (whether it exists is asked later)."""
+    name = text.strip().lower() if isinstance(text, str) else text
+    if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:[0-9]{1,3})?", name):
+        raise ConfigError(f"unknown --device {text!r}: choose one of {', '.join(DEVICES)}")
+    return name
 
 
 def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from descent import __version__
 from descent.cli import demo, explain, fit, grad, lr_tools, predict, report, resume, train, watch
 from descent.cli.common import ExitStatus
+from descent.distributed.threads import prepare_openmp
 from descent.errors import DescentError
 
 COMMANDS = (
@@ -73,7 +74,9 @@ def main(
     """Parse the options and run the command; returns the exit status. `before_run(args)`
     is called once the options are parsed, before the command runs (console_main's)."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args, unknown = parser.parse_known_args(argv)
+    args.argv = argv  # the command line, for train --nproc (it runs it again under torchrun)
     if unknown:  # said by the command's own parser, with its usage, not descent's
         own = args.subparsers.get(args.command, parser) if args.command else parser
         own.error(f"unrecognized arguments: {' '.join(unknown)}")
@@ -108,6 +111,7 @@ def console_main() -> int:
     promised finalizers of objects alive at exit; atexit handlers and the flushing of
     stdout and stderr still run. Not in `main`: a process that goes on after it (a test,
     a notebook) keeps its collector as it is."""
+    prepare_openmp()  # OMP_WAIT_POLICY=PASSIVE, before torch starts OpenMP (threads.py)
     status = main(before_run=_import_command_then_freeze)
     gc.freeze()
     return status

@@ -11,8 +11,9 @@ from typing import Any
 
 from descent.commands.config import TrainConfig, default_of
 from descent.core.events import StopReason
+from descent.distributed.process import Process
 from descent.errors import ConfigError
-from descent.options import OPTIMIZERS, SCHEDULES
+from descent.options import OPTIMIZERS, SCHEDULES, check_device
 
 
 class ExitStatus(IntEnum):
@@ -79,6 +80,35 @@ def add_checkpoint_options(p: argparse.ArgumentParser, cls: type) -> None:
     )
 
 
+def add_device_options(p: argparse.ArgumentParser, nproc: bool = False) -> None:
+    """--device and --threads (and, for train, --nproc: several processes via torchrun)."""
+    p.add_argument(
+        "--device",
+        type=check_device_option,
+        help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default: auto)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for torch (default: the cores this process may use, shared "
+        "among the run's processes on this machine)",
+    )
+    if nproc:
+        p.add_argument(
+            "--nproc",
+            type=int,
+            help="train on N processes of this machine, data-parallel: starts torchrun "
+            "(python -m torch.distributed.run --standalone --nproc-per-node N)",
+        )
+
+
+def check_device_option(text: str) -> str:
+    try:
+        return check_device(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("unknown --device ")) from None
+
+
 def add_watch_options(p: argparse.ArgumentParser, tensorboard: bool = True) -> None:
     """--watch [--port P] [--host H] (the live page) and --tensorboard DIR."""
     p.add_argument(
@@ -105,8 +135,9 @@ def add_watch_options(p: argparse.ArgumentParser, tensorboard: bool = True) -> N
 
 @contextlib.contextmanager
 def watching(args: argparse.Namespace) -> Iterator[Any]:
-    """The command's WatchSession while it runs (--watch), or None."""
-    if not getattr(args, "watch", False):
+    """The command's WatchSession while it runs (--watch), or None (also on torchrun's
+    processes other than rank 0: one page, fed by the one that prints)."""
+    if not getattr(args, "watch", False) or not Process.from_env().is_main:
         yield None
         return
     from descent.watch.session import WatchSession
@@ -117,8 +148,9 @@ def watching(args: argparse.Namespace) -> Iterator[Any]:
 
 @contextlib.contextmanager
 def tensorboard(args: argparse.Namespace) -> Iterator[list]:
-    """The callbacks of --tensorboard DIR (none without it); the writer is closed after."""
-    if not getattr(args, "tensorboard", None):
+    """The callbacks of --tensorboard DIR (none without it, or on a process other than
+    rank 0); the writer is closed after."""
+    if not getattr(args, "tensorboard", None) or not Process.from_env().is_main:
         yield []
         return
     from descent.callbacks.tensorboard import TensorBoard

@@ -6,6 +6,7 @@ import argparse
 
 from descent.cli.common import (
     ExitStatus,
+    add_device_options,
     add_output_options,
     add_watch_options,
     default,
@@ -94,6 +95,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
             )
             add_watch_options(lp, tensorboard=False)
             lp.set_defaults(run=run_lr_sweep)
+        add_device_options(lp)
 
 
 def lr_tool_config(args: argparse.Namespace):

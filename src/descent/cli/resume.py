@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from descent.cli.common import add_watch_options, exit_status, tensorboard, watching
+from descent.cli.common import (
+    add_device_options,
+    add_watch_options,
+    exit_status,
+    tensorboard,
+    watching,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -32,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     length = resume.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, help="extend the run to N epochs in all")
     length.add_argument("--steps", type=int, help="extend the run to N steps in all")
+    add_device_options(resume)
     add_watch_options(resume)
     resume.set_defaults(run=run_resume)
 
@@ -42,6 +49,7 @@ def run_resume(args: argparse.Namespace) -> int:
     with watching(args) as watch, tensorboard(args) as board:
         done = resume_command(
             args.run_dir, quiet=args.quiet, data=args.data, epochs=args.epochs,
-            steps=args.steps, callbacks=board, watch=watch,
+            steps=args.steps, callbacks=board, watch=watch, device=args.device,
+            threads=args.threads,
         )  # fmt: skip
     return exit_status(done.fit_result, done.finish_signal)

@@ -6,6 +6,7 @@ import argparse
 
 from descent.cli.common import (
     add_checkpoint_options,
+    add_device_options,
     add_optim_options,
     add_output_options,
     add_schedule_option,
@@ -118,6 +119,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         help="compute the gradient with autograd (loss.backward()) instead of the fused, "
         "hand-derived gradient descent uses for its own models and losses",
     )
+    add_device_options(train, nproc=True)
     add_checkpoint_options(train, TrainConfig)
     add_output_options(train, "train")
     add_watch_options(train)
@@ -127,6 +129,10 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 def run_train(args: argparse.Namespace) -> int:
     from dataclasses import fields, replace
 
+    if args.nproc is not None:  # re-run this command line under torchrun, N times
+        from descent.commands.launch import launch
+
+        return launch(args.argv, args.nproc)
     from descent.commands.train import train_command
 
     cfg = TrainConfig(source=args.source, quiet=args.quiet)

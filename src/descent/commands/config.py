@@ -24,6 +24,7 @@ from descent.options import (
     OPTIMIZERS,
     check_bounds,
     check_choice,
+    check_device,
     check_fit_options,
     check_group_options,
     check_lr,
@@ -121,6 +122,15 @@ class TrainConfig:
     # models costs far more than writing their state.
     checkpoint_every: str = "1"
     keep: int = 3  # checkpoints kept (the newest), besides the best epoch's
+    # auto: CUDA, then MPS, then the CPU (distributed/devices.py). Files are device-free.
+    device: str = "auto"
+    # CPU threads for torch. None: the cores this process may use, shared among the
+    # run's processes on this machine, with OpenMP's idle threads asleep (measured in
+    # bench/threads.py: spinning threads made small runs 10-30x slower on a busy machine).
+    threads: int | None = None
+    # How many processes trained (torchrun's WORLD_SIZE), recorded; each took its share
+    # of every global batch of batch_size.
+    world_size: int = 1
     quiet: bool = False
 
     def early_stopping_patience(self) -> int:
@@ -215,6 +225,8 @@ class FitConfig:
     # and at the end; "100" every 100 steps (for fits, epochs and steps coincide).
     checkpoint_every: str = "0"
     keep: int = 3
+    device: str = "auto"  # as TrainConfig's; a fit's statistics are float64
+    threads: int | None = None  # as TrainConfig's
     quiet: bool = False
 
     def to_dict(self) -> dict:
@@ -260,6 +272,8 @@ def check_options(cfg: TrainConfig | FitConfig) -> None:
         if value is not None:
             check_bounds(name, value)
     check_valid_pct(cfg.valid_pct)
+    if getattr(cfg, "device", None) is not None:
+        check_device(cfg.device)
     parse_every(cfg.checkpoint_every)
     check_schedule(cfg.schedule)
     if isinstance(cfg, FitConfig):

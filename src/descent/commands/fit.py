@@ -29,6 +29,7 @@ from descent.core.result import FitResult
 from descent.data.batches import random_split
 from descent.data.table_rows import read_text_column
 from descent.data.tables import check_enough_rows, read_table
+from descent.distributed.threads import set_threads
 from descent.errors import ConfigError
 from descent.fitting.curve import (
     CurveFit,
@@ -172,6 +173,7 @@ def fit_command(
     console = console or Console(highlight=False, soft_wrap=True)
     say = (lambda *a, **k: None) if cfg.quiet else console.print
     check_options(cfg)  # before any file is read or written
+    set_threads(cfg.threads)
     check_outputs(cfg, overwrite, resuming=resume is not None)
     cfg = with_absolute_paths(cfg)
     data = load_fit_data(cfg)
@@ -241,7 +243,9 @@ def fit_command(
                 console=None if cfg.quiet else console,
                 callbacks=[checkpointer, *callbacks],
                 resume=None if resume is None else resume.checkpoint,
+                device=cfg.device,
             )
+            model.cpu()  # the report, plots and files read it on the CPU
             if curve.fit_result.stopped == StopReason.INTERRUPTED:
                 console.print(checkpointer.note(run, curve.fit_result.message))
             profile = None

@@ -14,6 +14,7 @@ from descent.commands.fit import build_fit_learner, load_fit_data
 from descent.commands.train import make_learner, prepare_data
 from descent.core.learner import Learner
 from descent.data.batches import random_split
+from descent.distributed.threads import set_threads
 from descent.io.files import write_json
 from descent.io.limits import check_memory
 from descent.io.rundir import RunDir, check_out, default_run_dir
@@ -47,7 +48,9 @@ class LRToolResult:
 
 
 def _learner_for(cfg: TrainConfig | FitConfig, lr: float) -> Learner:
-    """The learner that `descent train` / `descent fit` would build for cfg."""
+    """The learner that `descent train` / `descent fit` would build for cfg (a formula's
+    on the CPU)."""
+    set_threads(cfg.threads)
     if isinstance(cfg, TrainConfig):
         return make_learner(cfg, prepare_data(cfg), lr)
     if cfg.optimizer == "lm":

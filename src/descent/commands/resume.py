@@ -39,6 +39,7 @@ from descent.commands.fit import FitCommandResult, fit_command
 from descent.commands.runs import Continuation
 from descent.commands.train import TrainResult, train_command
 from descent.core.events import Callback
+from descent.distributed.process import Process
 from descent.errors import CheckpointError, ConfigError
 from descent.io.checkpoints import ResumeFrom, latest_checkpoint
 from descent.io.files import read_json
@@ -162,12 +163,18 @@ def resume_command(
     steps: int | None = None,
     callbacks: list[Callback] | tuple[Callback, ...] = (),
     watch: WatchSession | None = None,
+    device: str | None = None,
+    threads: int | None = None,
 ) -> TrainResult | FitCommandResult:
     """Continue the run in `run_dir` from its newest checkpoint, to its configured end
     (or, with `epochs` or `steps`, to that new length); returns what `descent train` or
     `descent fit` would have returned. `data` is where the run's data is now, when it
-    moved (checked against the run's fingerprint)."""
+    moved (checked against the run's fingerprint). `device` and `threads` replace the
+    run's (a run written on a GPU resumes on a CPU: files are device-free)."""
     console = console or Console(highlight=False, soft_wrap=True)
+    here = {k: v for k, v in (("device", device), ("threads", threads)) if v is not None}
+    if not Process.from_env().is_main:  # torchrun's other processes: read, never lock or write
+        return _resume_worker(Path(run_dir), data, epochs, steps, here)
     with RunDir.reopen(run_dir) as run:
         cfg, run_id, record = read_run_config(run.path)
         if run_id != run.run_id:
@@ -181,7 +188,7 @@ def resume_command(
             where = str(Path(data).expanduser().absolute())
         check_same_data(record, manifest, where)
         field = "source" if isinstance(cfg, TrainConfig) else "data"
-        cfg = replace(cfg, quiet=quiet, **{field: where})
+        cfg = replace(cfg, quiet=quiet, **{field: where}, **here)
         found = latest_checkpoint(
             run.path, run_id, warn=lambda m: console.print(f"[yellow]warning:[/] {m}")
         )
@@ -194,3 +201,18 @@ def resume_command(
         if isinstance(cfg, TrainConfig):
             return train_command(cfg, console, resume=going_on, callbacks=callbacks, watch=watch)
         return fit_command(cfg, console, resume=going_on, callbacks=callbacks, watch=watch)
+
+
+def _resume_worker(run_dir: Path, data, epochs, steps, here: dict) -> TrainResult:
+    """A process of rank > 0 resuming under torchrun: the run's config and newest
+    checkpoint read (rank 0 holds the folder's lock and writes nothing until every
+    process has built its learner), then its share of the training."""
+    cfg, run_id, _record = read_run_config(run_dir)
+    if not isinstance(cfg, TrainConfig):
+        raise ConfigError("only descent train runs on several processes")
+    if data is not None:
+        cfg = replace(cfg, source=str(Path(data).expanduser().absolute()))
+    found = latest_checkpoint(run_dir, run_id)
+    if epochs is not None or steps is not None:
+        cfg, found = extend(cfg, found, epochs=epochs, steps=steps)
+    return train_command(replace(cfg, quiet=True, **here), resume=Continuation(None, None, found))

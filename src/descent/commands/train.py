@@ -3,6 +3,7 @@ with the epoch table, a run directory, plots of what it learned, and a summary."
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,6 +41,10 @@ from descent.data.batches import Batches
 from descent.data.deskew_choice import choose_deskew
 from descent.data.images import ImageData, load_images
 from descent.data.preprocess import Preprocess
+from descent.distributed.devices import describe_device, resolve_device
+from descent.distributed.group import Group
+from descent.distributed.process import Process
+from descent.distributed.threads import set_threads
 from descent.errors import ConfigError
 from descent.io.checkpoints import load_learner_state
 from descent.io.limits import TRAINING_COPIES, check_memory, model_bytes
@@ -149,9 +154,15 @@ def prepare_data(cfg: TrainConfig) -> TrainData:
 
 
 def make_learner(
-    cfg: TrainConfig, td: TrainData, lr: float, callbacks: Sequence[Callback] = ()
+    cfg: TrainConfig,
+    td: TrainData,
+    lr: float,
+    callbacks: Sequence[Callback] = (),
+    device: torch.device | str | None = None,
+    group: Group | None = None,
 ) -> Learner:
-    """A fresh model (seeded by cfg.seed) and its learner, as `descent train` runs it."""
+    """A fresh model (seeded by cfg.seed) and its learner, as `descent train` runs it:
+    on `device` (None: cfg.device), and with `group` on its share of every batch."""
     h, w = td.data.size
     has_valid = len(td.valid_x) > 0
     return Learner(
@@ -166,6 +177,8 @@ def make_learner(
         callbacks=callbacks,
         progress=False,
         fused=False if cfg.autograd else None,  # None: by hand where it applies
+        device=cfg.device if device is None else device,
+        group=group,
     )
 
 
@@ -193,10 +206,14 @@ def train_command(
     finder first (lr_find.py) and trains at its suggestion; config.json records the
     rate chosen."""
     console = console or Console(highlight=False, soft_wrap=True)
+    process = Process.from_env()
+    if not process.is_main:  # torchrun's other processes: train their share, write nothing
+        return train_worker(cfg, process, resume)
     say = (lambda *a, **k: None) if cfg.quiet else console.print
     check_options(cfg)  # before any file is read or written
     check_outputs(cfg, overwrite, resuming=resume is not None)
     cfg = with_absolute_paths(cfg)
+    threads = set_threads(cfg.threads)
     td = prepare_data(cfg)
     data, labels, (h, w) = td.data, td.data.labels, td.data.size
     if cfg.model != "mean":
@@ -210,58 +227,114 @@ def train_command(
     )
     if cfg.model == "mean":  # nothing to step: no loss, rate or loop (commands/baseline.py)
         return train_mean(cfg, data, td.pre, td.valid_x, header, console, overwrite=overwrite)
-    cfg = replace(cfg, epochs=cfg.max_epochs())
-    found = None
-    if cfg.lr == "auto":
-        found = lr_find(make_learner(cfg, td, 1e-3))
-        cfg = replace(cfg, lr=found.suggestion, lr_found=found.describe())
-    run, cfg = start_run(
-        cfg, "train", cfg.source, overwrite=overwrite, continuation=resume,
-        warn=lambda m: console.print(f"[yellow]warning:[/] {m}"),
-    )  # fmt: skip
+    device = resolve_device(cfg.device, process)
+    group = Group.start(device, process)  # None for one process
+    cfg = replace(cfg, epochs=cfg.max_epochs(), world_size=process.world_size)
+    learner = None
     try:
-        say(header)
-        if td.deskew_found:
-            say(f"deskew auto: {td.deskew_found}")
-        if found is not None:
-            save_figure(plot_lr_find(found), run.plot("lr_find.png"))
-            say(f"--lr auto: {found.describe()}; plot {run.plots / 'lr_find.png'}")
-        checkpointer = Checkpointer(
-            run.checkpoints, parse_every(cfg.checkpoint_every), cfg.keep, {"run_id": run.run_id}
-        )
-        callbacks = [checkpointer, *callbacks]
-        if watch is not None:
-            weights = [f"{labels[1]} vs {labels[0]}"] if td.n_outputs == 1 else labels
-            callbacks += watch.callbacks(run.path.name, config=cfg.to_dict(), labels=weights)
-        if cfg.schedule != "constant":
-            callbacks.append(Schedule(cfg.schedule))
-        patience = cfg.early_stopping_patience()
-        if patience > 0:
-            callbacks.append(EarlyStopping(patience=patience))
-        if not cfg.quiet:
-            callbacks.append(ProgressDisplay(console))
-        learner = make_learner(cfg, td, cfg.lr, callbacks)
-        say(
-            f"model {learner.model!r}, loss {td.loss}, {cfg.optimizer} lr {cfg.lr:g}"
-            + (f" ({cfg.schedule} schedule)" if cfg.schedule != "constant" else "")
-            + (", no early stopping" if cfg.patience is None and patience == 0 else "")
-            + f", batch {cfg.batch_size}"
-            + (", deskewed" if cfg.deskew else ", raw pixels")
-        )
-        say(f"gradient: {learner.gradient.describe()}")
-        epochs = epochs_for(cfg, len(learner.train_batches))
-        if cfg.steps is not None:
-            say(f"{cfg.steps} steps = {epochs} epochs of {len(learner.train_batches)} batches")
+        found = None
+        if cfg.lr == "auto":  # every process finds the same rate on its own
+            found = lr_find(make_learner(cfg, td, 1e-3, device=device))
+            cfg = replace(cfg, lr=found.suggestion, lr_found=found.describe())
+        run, cfg = start_run(
+            cfg, "train", cfg.source, overwrite=overwrite, continuation=resume,
+            warn=lambda m: console.print(f"[yellow]warning:[/] {m}"),
+        )  # fmt: skip
+        try:
+            say(header)
+            say(
+                f"device {describe_device(device)}, {threads} thread{'s' * (threads > 1)}"
+                + (f", {group.describe()}" if group else "")
+            )
+            if td.deskew_found:
+                say(f"deskew auto: {td.deskew_found}")
+            if found is not None:
+                save_figure(plot_lr_find(found), run.plot("lr_find.png"))
+                say(f"--lr auto: {found.describe()}; plot {run.plots / 'lr_find.png'}")
+            checkpointer = Checkpointer(
+                run.checkpoints, parse_every(cfg.checkpoint_every), cfg.keep, {"run_id": run.run_id}
+            )
+            callbacks = [checkpointer, *callbacks]
+            if watch is not None:
+                weights = [f"{labels[1]} vs {labels[0]}"] if td.n_outputs == 1 else labels
+                callbacks += watch.callbacks(run.path.name, config=cfg.to_dict(), labels=weights)
+            callbacks += _stop_rules(cfg)
+            if not cfg.quiet:
+                callbacks.append(ProgressDisplay(console))
+            learner = make_learner(cfg, td, cfg.lr, callbacks, device, group)
+            say(
+                f"model {learner.model!r}, loss {td.loss}, {cfg.optimizer} lr {cfg.lr:g}"
+                + (f" ({cfg.schedule} schedule)" if cfg.schedule != "constant" else "")
+                + (
+                    ", no early stopping"
+                    if cfg.patience is None and not cfg.early_stopping_patience()
+                    else ""
+                )
+                + f", batch {cfg.batch_size}"
+                + (", deskewed" if cfg.deskew else ", raw pixels")
+            )
+            say(f"gradient: {learner.gradient.describe()}")
+            epochs = epochs_for(cfg, len(learner.train_batches))
+            if cfg.steps is not None:
+                say(f"{cfg.steps} steps = {epochs} epochs of {len(learner.train_batches)} batches")
+            if resume is not None:
+                load_learner_state(learner, resume.checkpoint)
+            with Finishing() as finishing:
+                result = learner.fit(epochs)
+                if result.stopped == StopReason.INTERRUPTED:
+                    console.print(checkpointer.note(run, result.message))
+                return finish_train(cfg, learner, result, td, run, console, finishing)
+        finally:
+            if resume is None:
+                run.close()
+    finally:
+        leave_group(group, learner)
+
+
+def _stop_rules(cfg: TrainConfig) -> list[Callback]:
+    """The schedule and early stopping of cfg."""
+    rules: list[Callback] = []
+    if cfg.schedule != "constant":
+        rules.append(Schedule(cfg.schedule))
+    patience = cfg.early_stopping_patience()
+    if patience > 0:
+        rules.append(EarlyStopping(patience=patience))
+    return rules
+
+
+def train_worker(cfg: TrainConfig, process: Process, resume: Continuation | None) -> TrainResult:
+    """A process of rank > 0 under torchrun: the same data, model and stop rules as rank
+    0, its share of every batch; no run folder, no output. It waits for rank 0's files
+    (the barrier in Group.close) before it leaves."""
+    cfg = with_absolute_paths(cfg)
+    set_threads(cfg.threads)
+    td = prepare_data(cfg)
+    cfg = replace(cfg, deskew=td.pre.deskew, epochs=cfg.max_epochs())
+    device = resolve_device(cfg.device, process)
+    group = Group.start(device, process)
+    learner = None
+    try:
+        if cfg.lr == "auto":
+            cfg = replace(cfg, lr=lr_find(make_learner(cfg, td, 1e-3, device=device)).suggestion)
+        learner = make_learner(cfg, td, cfg.lr, _stop_rules(cfg), device, group)
         if resume is not None:
             load_learner_state(learner, resume.checkpoint)
-        with Finishing() as finishing:
-            result = learner.fit(epochs)
-            if result.stopped == StopReason.INTERRUPTED:
-                console.print(checkpointer.note(run, result.message))
-            return finish_train(cfg, learner, result, td, run, console, finishing)
+        result = learner.fit(epochs_for(cfg, len(learner.train_batches)))
+        return TrainResult(result, None, {}, [], td.data.labels, None, learner.model)
     finally:
-        if resume is None:
-            run.close()
+        leave_group(group, learner)
+
+
+def leave_group(group: Group | None, learner: Learner | None) -> None:
+    """The teardown that exits cleanly: the DDP wrapper (inside the learner's gradient)
+    and the optimizer dropped, then barrier, then destroy (distributed/group.py). Called
+    from `finally`: while an exception is on its way out, no barrier."""
+    if group is None:
+        return
+    if learner is not None:
+        learner.gradient = learner.opt = learner.preds = learner.loss = None
+    del learner
+    group.close(clean=sys.exc_info()[0] is None)
 
 
 def _opt_kwargs(cfg: TrainConfig) -> dict:

@@ -140,8 +140,11 @@ class InterruptHandler(Callback):
             self._old[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: object) -> None:
-        if self.signal_name is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # the second Ctrl-C: abort now
+        # The second Ctrl-C aborts now; under torchrun the first one reaches a process
+        # twice (from the terminal and relayed by torchrun), so it only stops cleanly.
+        alone = getattr(getattr(self.learner, "runner", None), "world_size", 1) == 1
+        if self.signal_name is not None and signum == signal.SIGINT and alone:
+            raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name
 
     def after_batch(self) -> None:

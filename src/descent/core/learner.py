@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -23,9 +24,13 @@ from descent.core.guards import default_callbacks
 from descent.core.losses import get_loss
 from descent.core.metrics import Metric, get_metric
 from descent.core.optim import make_optimizer, needs_closure
+from descent.core.parallel import place, run_on
 from descent.core.result import FitResult
 from descent.core.state import LearnerState
 from descent.data.batches import Batches
+
+if TYPE_CHECKING:
+    from descent.distributed.group import Group
 
 
 class Learner(LearnerState):
@@ -46,6 +51,8 @@ class Learner(LearnerState):
             diverging loss (DivergenceGuard). A callback in `callbacks` of the
             same class replaces the default one.
         fused: None: step 4 by hand where it applies (core/fused.py); False: autograd.
+        device: auto|cpu|cuda|cuda:N|mps: model and data move there once (None: stay).
+        group: torchrun's processes (distributed/group.py; core/parallel.py for what changes).
     """
 
     def __init__(
@@ -63,13 +70,19 @@ class Learner(LearnerState):
         progress: bool = True,
         guards: bool = True,
         fused: bool | None = None,
+        device: str | torch.device | None = None,
+        group: Group | None = None,
     ) -> None:
         self.model, self.train_batches, self.valid_batches = model, train, valid
         self.loss_func = get_loss(loss) if isinstance(loss, str) else loss
         self.metrics = [get_metric(m) if isinstance(m, str) else m for m in metrics]
         self.lr = lr
+        self.device = place(model, [train, valid], device, group)  # once (core/parallel.py)
+        self.runner = run_on(self, group)  # one process, or torchrun's several
         self.opt = make_optimizer(optimizer, model.parameters(), lr, **(opt_kwargs or {}))
-        self.gradient = choose_gradient(model, self.loss_func, fused, [train, valid])  # [2-4]
+        net = self.runner.wrap(model)  # DistributedDataParallel with several processes
+        gradient = choose_gradient(net, self.loss_func, fused, [train, valid])  # [2-4]
+        self.gradient = self.runner.shard(gradient)
         self.reset_position()  # epoch 0, no step, an empty history (core/state.py)
         self.callbacks: list[Callback] = []
         callbacks = list(callbacks)
@@ -107,8 +120,8 @@ class Learner(LearnerState):
         self.gradient.backward(self.loss)
 
     def step(self) -> None:
-        """Step 5: move the parameters against the gradient (torch.optim). L-BFGS,
-        which re-evaluates the loss at trial points, is given `closure` for that."""
+        """Step 5: move the parameters against the gradient (torch.optim); L-BFGS is
+        given `closure` to re-evaluate the loss at trial points."""
         self.opt.step(self.closure) if needs_closure(self.opt) else self.opt.step()
         self.steps += 1
 
@@ -139,7 +152,7 @@ class Learner(LearnerState):
             self.zero_grad()
             self.batches_done += 1
             self._do("after_step")
-        self._do("after_batch")
+        self.runner.stop_point("after_batch")  # a stop on any process stops all
 
     # -- epochs ---------------------------------------------------------------------
     def train_epoch(self) -> None:
@@ -188,10 +201,12 @@ class Learner(LearnerState):
         self.record = self._make_record(time.perf_counter() - t0)
         self.history.append(self.record)
         self.batches_done, self.train_losses = 0, []  # the epoch is complete
-        self._do("after_epoch")
+        self.runner.stop_point("after_epoch")
 
     def _make_record(self, seconds: float) -> dict[str, float]:
-        # The one sync per epoch: losses and metrics become Python floats here.
+        # The one sync per epoch: losses and metrics become Python floats here, summed
+        # over the processes first when there are several.
+        self.runner.reduce_epoch()
         rec: dict[str, float] = {"epoch": self.epoch + 1, "train_loss": float(self.train_loss)}
         if self.valid_batches is not None:
             rec["valid_loss"] = float(self.valid_loss)

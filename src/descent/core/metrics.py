@@ -14,6 +14,9 @@ from descent.options import METRICS
 
 class Metric:
     name: str = "metric"
+    # The attributes that are sums over samples: with several processes each holds its
+    # share, and they are added over processes before `value()` (core/parallel.py).
+    sums: tuple[str, ...] = ()
 
     def reset(self) -> None:
         raise NotImplementedError
@@ -30,6 +33,8 @@ class RMSE(Metric):
 
     name = "rmse"
 
+    sums = ("sse", "n")
+
     def reset(self) -> None:
         self.sse, self.n = 0.0, 0
 
@@ -45,6 +50,8 @@ class R2(Metric):
     """Coefficient of determination: 1 - SSE / SST, SST = sum((t - mean(t))**2)."""
 
     name = "r2"
+
+    sums = ("sse", "st", "st2", "n")
 
     def reset(self) -> None:
         self.sse, self.st, self.st2, self.n = 0.0, 0.0, 0.0, 0
@@ -66,6 +73,8 @@ class Accuracy(Metric):
     or (n, 1) one score -> class 1 when the score is above 0."""
 
     name = "accuracy"
+
+    sums = ("correct", "n")
 
     def reset(self) -> None:
         self.correct, self.n = 0, 0

@@ -4,6 +4,11 @@ No Dataset, no per-item collate: the whole data set is a tensor on the device,
 and a batch is `x[perm[i*bs:(i+1)*bs]]`. Every sample appears exactly once per
 epoch, and the order of epoch `e` depends only on `(seed, e)`, so a run that is
 resumed in the middle of an epoch sees the very same batches.
+
+Sharded over `world_size` processes (`place(device, rank, world_size)`), every process
+draws the same permutation and takes its contiguous share of each global batch
+(`tensor_split`: shares differ by at most one sample): no padding, no sample twice,
+and the global batches are those of one process.
 """
 
 from __future__ import annotations
@@ -47,9 +52,27 @@ class Batches:
         self.batch_size = n if batch_size is None else min(batch_size, n)
         self.shuffle = self.batch_size < n if shuffle is None else shuffle
         self.n_batches = -(-n // self.batch_size)
-        sizes = [self.batch_size] * self.n_batches
-        sizes[-1] = n - self.batch_size * (self.n_batches - 1)
-        self._sizes = torch.tensor(sizes, dtype=torch.float64)
+        self.global_sizes = [self.batch_size] * self.n_batches
+        self.global_sizes[-1] = n - self.batch_size * (self.n_batches - 1)
+        self.place(x.device)
+        self.share = 1.0  # world_size * this share / the global batch, of the last batch
+
+    def place(self, device: torch.device | str, rank: int = 0, world_size: int = 1) -> Batches:
+        """Move the data to `device` (once; images stay uint8) and take process `rank`'s
+        share of every batch out of `world_size`. Returns self."""
+        if not 0 <= rank < world_size:
+            raise ConfigError(f"rank {rank} is not one of {world_size} processes")
+        self.x, self.y = self.x.to(device), self.y.to(device)
+        self.rank, self.world_size = rank, world_size
+        self._sizes = torch.tensor(
+            [self._span(b)[1] for b in self.global_sizes], dtype=torch.float64
+        )
+        return self
+
+    def _span(self, size: int) -> tuple[int, int]:
+        """(offset, length) of this process's share of a batch of `size` (tensor_split's)."""
+        q, r = divmod(size, self.world_size)
+        return self.rank * q + min(self.rank, r), q + (self.rank < r)
 
     def __len__(self) -> int:
         return self.n_batches
@@ -63,16 +86,20 @@ class Batches:
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield the batches of `epoch`, beginning at batch number `start`."""
-        perm, bs = self.order(epoch), self.batch_size
-        if perm is None and self.n_batches == 1:
+        perm, bs, world = self.order(epoch), self.batch_size, self.world_size
+        if perm is None and self.n_batches == 1 and world == 1:
             if start == 0:
                 yield self.x, self.y
             return
         for i in range(start, self.n_batches):
+            size = self.global_sizes[i]
+            offset, length = self._span(size)
+            lo, hi = i * bs + offset, i * bs + offset + length  # this process's share
+            self.share = world * length / size
             if perm is None:
-                yield self.x[i * bs : (i + 1) * bs], self.y[i * bs : (i + 1) * bs]
+                yield self.x[lo:hi], self.y[lo:hi]
             else:
-                idx = perm[i * bs : (i + 1) * bs]
+                idx = perm[lo:hi]
                 # index_select, not x[idx]: the same gather, ~14x faster on CPU
                 yield self.x.index_select(0, idx), self.y.index_select(0, idx)
 
@@ -81,7 +108,8 @@ class Batches:
 
     @property
     def sizes(self) -> torch.Tensor:
-        """(n_batches,) float64: how many samples each batch of an epoch has."""
+        """(n_batches,) float64: how many samples each batch of an epoch has (this
+        process's share of each, when sharded)."""
         return self._sizes
 
     def mean_of(self, batch_losses: list[torch.Tensor], start: int = 0) -> torch.Tensor:
@@ -97,9 +125,10 @@ class Batches:
         return (losses * weights).sum(0) / sizes.sum()
 
     def __repr__(self) -> str:
+        shard = f", rank {self.rank} of {self.world_size}" if self.world_size > 1 else ""
         return (
             f"Batches(n={self.n}, batch_size={self.batch_size}, batches={self.n_batches}, "
-            f"shuffle={self.shuffle}, seed={self.seed})"
+            f"shuffle={self.shuffle}, seed={self.seed}{shard})"
         )
 
 

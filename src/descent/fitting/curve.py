@@ -33,6 +33,7 @@ from descent.core.learner import Learner
 from descent.core.progress import ProgressDisplay
 from descent.core.result import FitResult
 from descent.data.batches import Batches
+from descent.distributed.devices import resolve_device
 from descent.errors import FormulaError
 from descent.fitting.bounds import (
     AT_BOUND_NOTE,
@@ -114,6 +115,7 @@ def fit_curve(
     console: Console | None = None,
     callbacks: Sequence[Callback] = (),
     resume: ResumeFrom | None = None,
+    device: str | torch.device | None = None,
 ) -> CurveFit:
     """Fit `model` (a FormulaModel, changed in place) to y ~ model(x) by least squares.
 
@@ -126,7 +128,15 @@ def fit_curve(
     Returns the parameters, standard errors, lmfit's statistics, RSS and R^2.
     `console` shows the epoch table; `snapshot_x` records predictions there for plots
     and animations. `callbacks` join the first learner (not a retry), and `resume`
-    continues it from a checkpoint."""
+    continues it from a checkpoint. `device` (auto, cpu, cuda, ...): the model and the
+    data move there first (None: where they are)."""
+    if device is not None:
+        dev = resolve_device(device)
+        model.to(dev)
+        x, y = x.to(dev), y.to(dev)
+        valid = None if valid is None else (valid[0].to(dev), valid[1].to(dev))
+        snapshot_x = None if snapshot_x is None else snapshot_x.to(dev)
+        sigma = torch.as_tensor(sigma).to(dev) if sigma is not None else None
     bounds, fixed = prepare_start(model, bounds, fixed)
     check_fit_options(
         optimizer, lr, momentum, schedule, weighted=sigma is not None, bounded=bool(bounds)

@@ -59,7 +59,7 @@ class MeanImageClassifier(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(len(x), -1).to(self.means.dtype) * self.scale  # (n, h, w) -> (n, p)
+        x = x.flatten(1).to(self.means.dtype) * self.scale  # (n, h, w) -> (n, p)
         if self.distance == "l1":  # sum |x - m| / p: the mean absolute difference
             d = torch.cdist(x, self.means, p=1) / self.n_pixels  # (n, k)
         else:  # sqrt(sum (x - m)**2 / p): the root mean squared difference

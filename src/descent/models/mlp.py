@@ -37,7 +37,7 @@ class MLP(nn.Module):
 
     def pixels(self, x: torch.Tensor) -> torch.Tensor:
         """(n, h, w) images -> (n, 784) floats, still 0..255 (the scale is in the product)."""
-        return x.reshape(len(x), -1).to(self.layer1.weight.dtype)
+        return x.flatten(1).to(self.layer1.weight.dtype)
 
     def forward_t(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """(n, 784) pixels -> the (k, n) scores, and what backward_t needs (x, h).
@@ -73,7 +73,7 @@ class MLP(nn.Module):
         w1, b1 = params["layer1.weight"], params["layer1.bias"]  # (K, h, 784), (K, h)
         w2, b2 = params["layer2.weight"], params["layer2.bias"]  # (K, k, h), (K, k)
         kk, h = w1.shape[0], w1.shape[1]
-        x = x.reshape(len(x), -1).to(w1.dtype)
+        x = x.flatten(1).to(w1.dtype)
         hidden = torch.addmm(b1.reshape(kk * h, 1), w1.reshape(kk * h, -1), x.t(), alpha=self.scale)
         hidden = torch.relu(hidden).view(kk, h, -1)  # (K, h, n)
         return torch.baddbmm(b2[:, :, None], w2, hidden).transpose(1, 2)  # (K, n, k)

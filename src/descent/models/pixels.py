@@ -44,7 +44,7 @@ class PixelClassifier(nn.Module):
 
     def pixels(self, x: torch.Tensor) -> torch.Tensor:
         """(n, h, w) images -> (n, 784) floats, still 0..255 (the scale is in the product)."""
-        return x.reshape(len(x), -1).to(self.weights.dtype)
+        return x.flatten(1).to(self.weights.dtype)
 
     def forward_t(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(n, 784) pixels -> the (k, n) scores, and what backward_t needs (x).
@@ -70,7 +70,7 @@ class PixelClassifier(nn.Module):
         One (K*k, 784) @ (784, n) product, so K copies cost about one."""
         w, b = params["weights"], params["bias"]
         kk, k = w.shape[0], w.shape[1]
-        x = x.reshape(len(x), -1).to(w.dtype)
+        x = x.flatten(1).to(w.dtype)
         out = torch.addmm(b.reshape(kk * k, 1), w.reshape(kk * k, -1), x.t(), alpha=self.scale)
         return out.view(kk, k, -1).transpose(1, 2)
 

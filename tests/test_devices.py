@@ -1,0 +1,127 @@
+"""--device and --threads: the choice, the header, device-free files; on CUDA (marked
+`cuda`, skipped without a GPU) a run trained on the GPU resumes and predicts on the CPU
+and the other way round."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from descent import Learner
+from descent.cli import main
+from descent.data.batches import Batches
+from descent.distributed.devices import resolve_device
+from descent.distributed.process import Process
+from descent.distributed.threads import default_threads, prepare_openmp
+from descent.errors import ConfigError
+
+SMALL = ["train", "mnist-sample", "--classes", "3,7", "--no-deskew", "--epochs", "2",
+         "--patience", "0"]  # fmt: skip
+
+
+def test_auto_is_the_cpu_here_and_a_missing_gpu_is_a_clear_error():
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == torch.device("cpu")
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    with pytest.raises(ConfigError, match="unknown --device 'tpu'"):
+        resolve_device("tpu")
+
+
+def test_bad_device_and_threads_options_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*SMALL, "--device", "gpu0", "--out", str(tmp_path / "a")])
+    assert e.value.code == 2
+    assert "gpu0" in capsys.readouterr().err
+    assert main([*SMALL, "--threads", "0", "--out", str(tmp_path / "b")]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+def test_process_reads_torchruns_variables():
+    p = Process.from_env(
+        {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}
+    )
+    assert (p.rank, p.world_size, p.local_rank, p.local_world_size) == (3, 4, 1, 2)
+    assert p.distributed and not p.is_main
+    assert Process.from_env({}) == Process()
+    with pytest.raises(ConfigError, match="WORLD_SIZE"):
+        Process.from_env({"RANK": "2", "WORLD_SIZE": "2"})
+    with pytest.raises(ConfigError, match="RANK='x'"):
+        Process.from_env({"RANK": "x"})
+
+
+def test_default_threads_share_the_usable_cores_among_local_processes():
+    cores = len(os.sched_getaffinity(0))
+    assert default_threads(Process()) == cores
+    assert default_threads(Process(0, 2, 0, 2)) == max(1, cores // 2)
+    env = {}
+    prepare_openmp(env)
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
+    env = {"OMP_WAIT_POLICY": "ACTIVE"}
+    prepare_openmp(env)
+    assert env["OMP_WAIT_POLICY"] == "ACTIVE"  # the user's choice stays
+
+
+def test_header_names_device_and_threads_and_files_are_device_free(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*SMALL, "--device", "cpu", "--threads", "1", "--out", str(out)]) == 0
+    assert "device cpu, 1 thread" in capsys.readouterr().out
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["device"], cfg["threads"], cfg["world_size"]) == ("cpu", 1, 1)
+    files = [out / "model.safetensors", *sorted((out / "checkpoints").glob("*.safetensors"))]
+    assert len(files) >= 2
+    for path in files:  # safetensors stores no device: every tensor loads on the CPU
+        with safe_open(path, framework="pt", device="cpu") as f:
+            for key in f.keys():  # noqa: SIM118 - safe_open is no dict
+                assert f.get_tensor(key).device.type == "cpu"
+
+
+def test_learner_device_moves_model_and_data_once():
+    x, y = torch.randn(40, 3), torch.randn(40, 1)
+    model = torch.nn.Linear(3, 1)
+    learn = Learner(model, Batches(x, y, 8), device="cpu", progress=False)
+    assert learn.device == torch.device("cpu")
+    assert learn.train_batches.x.device.type == "cpu"
+
+
+@pytest.mark.cuda
+def test_a_cuda_run_matches_the_cpu_run_and_checkpoints_cross_devices(tmp_path, capsys):
+    opts = [*SMALL, "--optimizer", "sgd", "--lr", "0.5", "--autograd", "--checkpoint-every", "1"]
+    # resumed on the other device than the one that wrote the checkpoint
+    assert main([*opts, "--device", "cpu", "--out", str(tmp_path / "cpu")]) == 0
+    assert main([*opts, "--device", "cuda", "--out", str(tmp_path / "gpu")]) == 0
+    assert "device cuda:0" in capsys.readouterr().out
+    from safetensors.torch import load_file
+
+    a = load_file(tmp_path / "cpu" / "model.safetensors")
+    b = load_file(tmp_path / "gpu" / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-5, rtol=1e-5)
+    # written on the GPU, extended on the CPU; written on the CPU, extended on the GPU
+    assert main(["resume", str(tmp_path / "gpu"), "--epochs", "3", "--device", "cpu"]) == 0
+    cfg = json.loads((tmp_path / "cpu" / "config.json").read_text())
+    assert cfg["device"] == "cpu"
+    assert main(["resume", str(tmp_path / "cpu"), "--epochs", "3", "--device", "cuda"]) == 0
+
+
+@pytest.mark.cuda
+def test_learner_on_cuda_keeps_data_there_and_equals_cpu():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 5, generator=g)
+    y = x @ torch.randn(5, 1, generator=g)
+    results = {}
+    for dev in ("cpu", "cuda"):
+        model = torch.nn.Linear(5, 1)
+        torch.nn.init.zeros_(model.weight)
+        torch.nn.init.zeros_(model.bias)
+        learn = Learner(model, Batches(x, y, 32, seed=0), optimizer="sgd", lr=0.1,
+                        device=dev, progress=False)  # fmt: skip
+        assert learn.train_batches.x.device.type == dev
+        learn.fit(3)
+        results[dev] = model.weight.detach().cpu()
+    torch.testing.assert_close(results["cuda"], results["cpu"], atol=1e-5, rtol=1e-5)
