@@ -170,7 +170,9 @@ def test_on_step_sees_the_fit_and_a_cancel_ends_it_with_current_values():
 
     full = fit_many(FORMULA, x, y, groups, START, FORMULA.params, on_step=watch)
     plain = fit_many(FORMULA, x, y, groups, START, FORMULA.params)
-    assert torch.equal(full.params.nan_to_num(), plain.params.nan_to_num())  # the hook changes nothing
+    assert torch.equal(
+        full.params.nan_to_num(), plain.params.nan_to_num()
+    )  # the hook changes nothing
     assert [s for s, _, _ in seen] == list(range(1, len(seen) + 1)) and len(seen) > 3
     assert torch.equal(seen[0][1][0], torch.tensor(START, dtype=torch.float64))  # the start
     assert seen[0][2][7] == "failed" and "running" in seen[0][2]

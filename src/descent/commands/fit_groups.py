@@ -32,7 +32,6 @@ import torch
 from rich.console import Console
 
 from descent.commands.config import FitConfig, check_options
-from descent.core.events import CancelFit, StopReason
 from descent.commands.fit import load_fit_data
 from descent.commands.runs import (
     Finishing,
@@ -41,6 +40,7 @@ from descent.commands.runs import (
     with_absolute_paths,
     write_summary,
 )
+from descent.core.events import CancelFit, StopReason
 from descent.data.table_rows import read_text_column
 from descent.errors import DataError
 from descent.fitting.bounds import check_inside, parse_bounds
@@ -254,7 +254,8 @@ def _stop_check(interrupts: Interrupts):
     def check(progress) -> None:
         if interrupts.signal is not None:
             raise CancelFit(
-                StopReason.INTERRUPTED, f"interrupted by {interrupts.signal} at step {progress.step}"
+                StopReason.INTERRUPTED,
+                f"interrupted by {interrupts.signal} at step {progress.step}",
             )
 
     return check

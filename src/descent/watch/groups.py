@@ -123,9 +123,15 @@ class GroupsFeed:
             self.picture(progress.step, progress.params(), progress.rss(), progress.stopped())
 
     def picture(
-        self, step: int, params: torch.Tensor, rss: torch.Tensor, stopped: Sequence[str]
+        self,
+        step: int,
+        params: torch.Tensor,
+        rss: torch.Tensor,
+        stopped: Sequence[str],
+        at_bound: Sequence[dict] | None = None,
     ) -> None:
-        """The groups now: the loss point, the table's rows and the sampled curves."""
+        """The groups now: the loss point, the table's rows and the sampled curves
+        (`at_bound`: per group, the parameters on a bound, at the end)."""
         total = float(torch.nansum(rss))
         self.log.append(
             {"type": "batch", "run": self.run, "x": step, "step": step, "loss": total / self.n_rows}
@@ -142,6 +148,7 @@ class GroupsFeed:
                 "rss": rss_head[g],
                 "stopped": stopped[g],
             }
+            | ({"at_bound": at_bound[g]} if at_bound and at_bound[g] else {})
             for g in range(len(head))
         ]
         self.log.append(
@@ -176,7 +183,8 @@ class GroupsFeed:
             [[_num(r["params"][n]) for n in self.names] for r in rows], dtype=torch.float64
         ).reshape(len(rows), len(self.names))
         rss = torch.tensor([_num(r["rss"]) for r in rows], dtype=torch.float64)
-        self.picture(self.steps, params, rss, [r["stopped"] for r in rows])
+        stopped_as = [r["stopped"] for r in rows]
+        self.picture(self.steps, params, rss, stopped_as, [r.get("at_bound") for r in rows])
         self.log.append(
             {
                 "type": "end",
