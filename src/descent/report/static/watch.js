@@ -291,17 +291,15 @@
     const charts = $("groups-charts");
     const data = r.groupData || [];
     const curves = new Map((g.samples || []).map((c) => [c.group, c]));
+    while (charts.children.length < data.length) {  // every box first, so each measures its share
+      const box = document.createElement("div");
+      box.className = "group-chart";
+      box.appendChild(document.createElement("h3"));
+      box.appendChild(document.createElement("div"));
+      charts.appendChild(box);
+    }
     data.forEach((d, i) => {
-      let box = charts.children[i];
-      if (!box) {
-        box = document.createElement("div");
-        box.className = "group-chart";
-        const h = document.createElement("h3");
-        const el = document.createElement("div");
-        box.appendChild(h);
-        box.appendChild(el);
-        charts.appendChild(box);
-      }
+      const box = charts.children[i];
       box.firstChild.textContent = d.group;
       const series = [{label: "data", stroke: "#555", points: true, x: d.x, y: d.y}];
       const c = curves.get(d.group);
