@@ -5,8 +5,8 @@
     feed.end(fits.rows(labels), stopped, message)
 
 fit_many calls the feed once per iteration; the feed reads the clock and returns,
-except at most every `interval` seconds (and at the first step), when it asks for the
-groups' current values (one sync) and appends to the EventLog:
+except 0.2 s after the start and then at most every `interval` seconds, when it asks
+for the groups' current values (one sync) and appends to the EventLog:
 
     batch    x (the step), step, loss (sum of the groups' rss / rows: the loss chart)
     groups   step, names, counts {stopped: n}, n_groups, rows (the first ROWS groups:
@@ -35,6 +35,7 @@ from descent.watch.callback import StopRequest
 from descent.watch.log import EventLog
 
 ROWS = 20  # groups listed in the page's table (groups.csv has them all)
+FIRST = 0.2  # seconds before the first picture (the page redraws at most every 0.25 s)
 
 
 @dataclass
@@ -83,7 +84,9 @@ class GroupsFeed:
         self.stop, self.interrupted = stop, interrupted
         self.n_rows, self.interval = max(n_rows, 1), interval
         self.steps = 0
-        self._next = 0.0  # the first call sends a picture
+        # The first picture after FIRST seconds: a fit shorter than that costs the page
+        # nothing but the clock reads (its end() picture shows the result).
+        self._next = time.perf_counter() + min(FIRST, interval)
         log.append(
             {
                 "type": "run",
