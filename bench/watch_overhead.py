@@ -1,10 +1,14 @@
-"""Watch overhead: the cost of `--watch` with a page open, on two trainings.
+"""Watch overhead: the cost of `--watch` with a page open, on two trainings and one
+many-curves fit.
 
 - 3 vs 7: the bundled digits 3 and 7 (about 1,000 images, so an epoch is a few
   batches and the per-epoch work of the feed weighs most), PixelClassifier(784, 1),
   the book's mnist loss, SGD lr 1.0, batches of 256;
 - 60,000 images: the bundled digits tiled and shifted (common.mnist_60k),
-  PixelClassifier(784, 10), cross-entropy, SGD lr 0.1, batches of 256.
+  PixelClassifier(784, 10), cross-entropy, SGD lr 0.1, batches of 256;
+- fit --by, 1,000 groups: a*exp(-k*x)+c fitted to 1,000 groups of 20 rows by
+  fit_many, watched through its on_step hook (watch/groups.py's GroupsFeed, 6 curves
+  drawn, the page's interval), as `descent fit --by --watch` does.
 
 Each is timed without watching (the default Learner, progress off, as `--quiet`) and
 with watching: WatchFeed (default intervals) and StopRequest attached, the
@@ -19,7 +23,7 @@ other runnable thread or process (the reader here, a browser drawing the page) s
 every parallel region of the step, a cost of sharing the machine that has nothing to
 do with watching; on a 2-core machine that swamps what is measured here.
 
-    python bench/watch_overhead.py [--repeats 7] [--quick]
+    python bench/watch_overhead.py [--repeats 7] [--quick] [--only --by]
 """
 
 from __future__ import annotations
@@ -37,8 +41,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import header, mnist_60k, table, verdict  # noqa: E402
 from descent import Batches, Learner  # noqa: E402
 from descent.data.images import load_images  # noqa: E402
+from descent.fitting.many import fit_many  # noqa: E402
 from descent.models import PixelClassifier  # noqa: E402
+from descent.models.formula import parse_formula  # noqa: E402
 from descent.watch.callback import StopRequest, WatchFeed  # noqa: E402
+from descent.watch.groups import GroupSample, GroupsFeed  # noqa: E402
 from descent.watch.log import EventLog  # noqa: E402
 from descent.watch.server import WatchServer  # noqa: E402
 
@@ -74,19 +81,48 @@ def timed_fit(x, y, k, lr, loss, epochs, log: EventLog | None) -> tuple[float, f
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def compare(job: tuple, log: EventLog, repeats: int) -> dict[str, list[tuple[float, float]]]:
+DECAY = parse_formula("a*exp(-k*x)+c", ["x"])
+
+
+def many_groups(n_groups: int = 1000, rows: int = 20):
+    """(x, y, groups) of n_groups noisy decays of `rows` rows each, seeded."""
+    g = torch.Generator().manual_seed(0)
+    x = (5 * torch.rand(n_groups, rows, generator=g, dtype=torch.float64)).sort(1).values
+    a, k, c = (torch.rand(3, n_groups, 1, generator=g, dtype=torch.float64) + 0.5).unbind(0)
+    y = a * torch.exp(-k * x) + c - 1 + 0.02 * torch.randn(x.shape, generator=g, dtype=x.dtype)
+    groups = torch.arange(n_groups).repeat_interleave(rows)
+    return x.reshape(-1), y.reshape(-1), groups
+
+
+def timed_groups(x, y, groups, log: EventLog | None) -> tuple[float, float]:
+    """(wall, CPU) of one fit_many over the groups, watched as fit --by --watch is
+    (the feed made inside the timing, as the command makes it) or not."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    feed = None
+    if log is not None:
+        n = int(groups.max()) + 1
+        samples = []
+        for g in range(0, n, n // 6)[:6]:
+            rows = (groups == g).nonzero().flatten()
+            grid = torch.linspace(float(x[rows].min()), float(x[rows].max()), 100)
+            samples.append(GroupSample(g, str(g), x[rows], y[rows], grid.double(), grid))
+        feed = GroupsFeed(log, "bench-by", names=DECAY.params, labels=[str(i) for i in range(n)],
+                          samples=samples, curve=DECAY, n_rows=len(y))  # fmt: skip
+    fit_many(DECAY, x, y, groups, [1.0, 1.0, 0.0], DECAY.params, on_step=feed)
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def compare(run, log: EventLog, repeats: int) -> dict[str, list[tuple[float, float]]]:
     """(wall, cpu) of every unwatched fit, of every unwatched fit again (the same thing:
     how far apart two measurements of it fall is the noise floor), and of every watched
-    fit, in a rotating order (round r runs the three, starting from the r-th)."""
-    x, y, k, lr, loss, epochs = job
+    fit, in a rotating order (round r runs the three, starting from the r-th); `run(log)`
+    times one fit (log None: unwatched)."""
     names = ["off", "off (again)", "watched"]
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
-    timed_fit(x, y, k, lr, loss, epochs, None)  # warm-up
+    run(None)  # warm-up
     for r in range(repeats):
         for name in names[r % 3 :] + names[: r % 3]:
-            times[name].append(
-                timed_fit(x, y, k, lr, loss, epochs, log if name == "watched" else None)
-            )
+            times[name].append(run(log if name == "watched" else None))
     return times
 
 
@@ -100,15 +136,26 @@ def main(argv=None) -> str:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="4 repeats, shorter runs")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (see above)")
+    ap.add_argument("--only", help="only the jobs whose name contains this, e.g. '--by'")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     repeats = 4 if args.quick else args.repeats
-    x37, y37 = three_vs_seven()
-    x60, y60 = mnist_60k()  # (60000, 28, 28) uint8, (60000,)
-    jobs = {  # name: (x, y, outputs, lr, loss, epochs)
-        "3 vs 7": (x37, y37, 1, 1.0, "mnist", 50 if args.quick else 200),
-        "60,000 images": (x60, y60, 10, 0.1, "cross_entropy", 2 if args.quick else 5),
+    wanted = lambda name: args.only is None or args.only in name  # noqa: E731
+    trainings = {}  # name: (x, y, outputs, lr, loss, epochs)
+    if wanted("3 vs 7"):
+        x37, y37 = three_vs_seven()
+        trainings["3 vs 7"] = (x37, y37, 1, 1.0, "mnist", 50 if args.quick else 200)
+    if wanted("60,000 images"):
+        x60, y60 = mnist_60k()  # (60000, 28, 28) uint8, (60000,)
+        trainings["60,000 images"] = (x60, y60, 10, 0.1, "cross_entropy", 2 if args.quick else 5)
+    jobs = {  # name: (run(log) -> (wall, cpu), epochs, steps)
+        name: (lambda log, job=job: timed_fit(*job, log), job[-1], job[-1] * -(-len(job[0]) // 256))
+        for name, job in trainings.items()
     }
+    xg, yg, gg = many_groups()
+    steps = max(fit_many(DECAY, xg, yg, gg, [1.0, 1.0, 0.0], DECAY.params).steps.tolist())
+    if wanted("fit --by, 1,000 groups"):
+        jobs["fit --by, 1,000 groups"] = (lambda log: timed_groups(xg, yg, gg, log), "-", steps)
     log = EventLog()
     with WatchServer(log) as server:
         page = subprocess.Popen(
@@ -119,11 +166,10 @@ def main(argv=None) -> str:
         assert page.stdout.readline().startswith("retry"), "the page did not connect"
         try:
             rows, verdicts = [], []
-            for name, job in jobs.items():
-                times = compare(job, log, repeats)
+            for name, (run, epochs, steps) in jobs.items():
+                times = compare(run, log, 3 * repeats if "--by" in name else repeats)
                 off_w = [w for w, _ in times["off"]]
                 off_c = [c for _, c in times["off"]]
-                epochs, steps = job[-1], job[-1] * -(-len(job[0]) // 256)
                 for what in ("off (again)", "watched"):
                     wall = [w for w, _ in times[what]]
                     cpu = [c for _, c in times[what]]
@@ -143,9 +189,10 @@ def main(argv=None) -> str:
         finally:
             page.kill()
             page.wait()
-    lines = header("Watch overhead: training with the live page open")
+    lines = header("Watch overhead: training and fit --by with the live page open")
     lines += [
-        f"median of {repeats} interleaved runs; the page is a separate process reading "
+        f"median of {repeats} interleaved runs ({3 * repeats} for fit --by, a short job); "
+        "the page is a separate process reading "
         f"/events ({sent} events sent in all); torch {torch.get_num_threads()} threads.",
         "",
         table(

@@ -69,7 +69,7 @@ def test_by_fits_every_group_as_its_own_curve_fit(grouped_csv, tmp_path, capsys)
     table = list(csv.DictReader((out / "groups.csv").open()))
     assert [r["group"] for r in table][:2] == list(groups)[:2]
     assert list(table[0]) == ["group", "a", "k", "c", "a_stderr", "k_stderr", "c_stderr", "rss",
-                              "n", "stopped", "reason"]  # fmt: skip
+                              "n", "stopped", "reason", "at_bound"]  # fmt: skip
     roof = next(r for r in table if r["group"] == "roof")
     assert roof["stopped"] == "failed" and roof["a"] == "" and "too few rows" in roof["reason"]
     assert (out / "plots" / "groups.png").read_bytes()[:4] == b"\x89PNG"

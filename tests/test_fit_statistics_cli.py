@@ -178,7 +178,8 @@ BAD = [
     (["--bounds", "a=0:9", "--optimizer", "sgd"], "--bounds needs --optimizer lm"),
     (["--absolute-sigma"], "give --sigma too"),
     (["--by", "grp"], "--by grp: no such column"),
-    (["--by", "err", "--bounds", "a=0:9"], "does not take --bounds"),
+    (["--by", "err", "--valid-pct", "0.2"], "does not take --valid-pct"),
+    (["--by", "err", "--bounds", "zz=0:9"], "'zz' is not a parameter"),
     (["--ci", "profile", "--by", "err"], "does not take --ci"),
 ]
 

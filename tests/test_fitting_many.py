@@ -122,3 +122,71 @@ def test_a_rank_deficient_group_gets_nan_errors_and_the_others_are_unaffected():
     res = fit_many(FORMULA.as_function(), x, y, groups, START, FORMULA.params)
     assert torch.isnan(res.stderr[0]).all() and float(res.rss[0]) == pytest.approx(0.0085714, 1e-4)
     assert torch.allclose(res.params[1], torch.tensor([2.0, 1.0, 0.1]).double(), rtol=1e-9)
+
+
+BOUNDS = {"a": (0.0, 2.0), "k": (0.5, 0.9), "c": (-1.5, math.inf)}
+BOUNDED_START = [1.0, 0.7, 0.0]
+
+
+def test_bounded_groups_equal_their_own_bounded_fit_curve():
+    """Each group's bounded fit is fit_curve(..., bounds=) of that group alone, to
+    1e-10 (parameters near 0 to 1e-10 absolute), with the same parameters at a bound."""
+    x, y, groups = many_groups(30, seed=1)
+    keep = (groups != 7) & (groups != 11)
+    x, y, groups = x[keep], y[keep], groups[keep]
+    res = fit_many(FORMULA, x, y, groups, BOUNDED_START, FORMULA.params, bounds=BOUNDS)
+    marked = res.at_bound()
+    assert sum(bool(m) for m in marked) >= 10  # the bounds are active in many groups
+    for grp in sorted(set(groups.tolist())):
+        rows = groups == grp
+        own = fit_curve(FormulaModel(FORMULA, BOUNDED_START), x[rows], y[rows], bounds=BOUNDS)
+        assert res.stopped[grp] == "converged"
+        assert marked[grp] == own.at_bound, grp
+        for j, name in enumerate(FORMULA.params):
+            v = float(res.params[grp, j])
+            lo, hi = BOUNDS[name]
+            assert lo <= v <= hi
+            assert v == pytest.approx(own.params[name], rel=1e-10, abs=1e-10), (grp, name)
+            assert float(res.stderr[grp, j]) == pytest.approx(own.stderr[name], rel=1e-6)
+        assert float(res.rss[grp]) == pytest.approx(own.rss, rel=1e-10)
+    rows = res.rows()
+    assert rows[1]["at_bound"] == marked[1]
+
+
+def test_a_start_outside_the_bounds_is_refused():
+    x, y, groups = many_groups(4)
+    with pytest.raises(ConfigError, match="start k = 1 lies outside --bounds k=0.5:0.9"):
+        fit_many(FORMULA, x, y, groups, START, FORMULA.params, bounds=BOUNDS)
+
+
+def test_on_step_sees_the_fit_and_a_cancel_ends_it_with_current_values():
+    from descent.core.events import CancelFit
+
+    x, y, groups = many_groups(20, seed=3)
+    seen = []
+
+    def watch(progress):
+        seen.append((progress.step, progress.params().clone(), progress.stopped()))
+
+    full = fit_many(FORMULA, x, y, groups, START, FORMULA.params, on_step=watch)
+    plain = fit_many(FORMULA, x, y, groups, START, FORMULA.params)
+    assert torch.equal(
+        full.params.nan_to_num(), plain.params.nan_to_num()
+    )  # the hook changes nothing
+    assert [s for s, _, _ in seen] == list(range(1, len(seen) + 1)) and len(seen) > 3
+    assert torch.equal(seen[0][1][0], torch.tensor(START, dtype=torch.float64))  # the start
+    assert seen[0][2][7] == "failed" and "running" in seen[0][2]
+
+    def stop_at_3(progress):
+        if progress.step == 3:
+            raise CancelFit("interrupted", "stopped from the page after step 3")
+
+    cut = fit_many(FORMULA, x, y, groups, START, FORMULA.params, on_step=stop_at_3)
+    assert cut.message == "stopped from the page after step 3"
+    assert "interrupted" in cut.stopped and cut.stopped[7] == "failed"
+    for g, how in enumerate(cut.stopped):
+        if how == "interrupted":  # the values of the third step, no standard errors
+            assert torch.equal(cut.params[g], seen[2][1][g])
+            assert torch.isnan(cut.stderr[g]).all()
+        elif how == "converged":  # finished before the stop: as in the full fit
+            assert torch.equal(cut.params[g], full.params[g])

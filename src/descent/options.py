@@ -229,7 +229,6 @@ BY_REFUSES: dict[str, object] = {
     "lr": None,
     "schedule": "constant",
     "momentum": 0.0,
-    "bounds": None,
     "valid_pct": 0.0,
     "animate": None,
     "ci": "t",

@@ -19,6 +19,7 @@ from descent.cli.common import (
     watching,
 )
 from descent.commands.config import FitConfig
+from descent.errors import ConfigError
 from descent.options import CI_METHODS, FIT_DEFAULT_LR, FIT_SOLVERS
 
 
@@ -159,11 +160,17 @@ def run_fit(args: argparse.Namespace) -> int:
     if cfg.by is not None:
         from descent.commands.fit_groups import fit_groups_command
 
+        if getattr(args, "tensorboard", None):
+            raise ConfigError(
+                f"--by {cfg.by} writes no TensorBoard events (its groups have no epochs); "
+                "drop --tensorboard, or use --watch to follow the groups live"
+            )
         with watching(args) as watch:
             groups = fit_groups_command(cfg, overwrite=args.overwrite, watch=watch)
-        if groups.finish_signal is None:
+        stopped = groups.interrupted_by or groups.finish_signal
+        if stopped is None:
             return ExitStatus.SUCCESS
-        return ExitStatus.SIGTERM if groups.finish_signal == "SIGTERM" else ExitStatus.SIGINT
+        return ExitStatus.SIGTERM if stopped == "SIGTERM" else ExitStatus.SIGINT
     with watching(args) as watch, tensorboard(args) as board:
         result = fit_command(cfg, overwrite=args.overwrite, watch=watch, callbacks=board)
     return exit_status(result.fit_result, result.finish_signal)

@@ -28,11 +28,12 @@ from collections.abc import Callable
 
 import torch
 
+from descent.core.events import CancelFit
 from descent.fitting.levenberg import EPS
 from descent.fitting.small_linalg import inverse_diagonal, largest_eigenvalue, spd_solve
 
-RUNNING, CONVERGED, NO_PROGRESS, MAX_STEPS, FAILED = range(5)
-STOPPED = ("running", "converged", "no_progress", "max_steps", "failed")
+RUNNING, CONVERGED, NO_PROGRESS, MAX_STEPS, FAILED, INTERRUPTED = range(6)
+STOPPED = ("running", "converged", "no_progress", "max_steps", "failed", "interrupted")
 
 
 class Padded:
@@ -147,10 +148,24 @@ def flat(f: Callable) -> Callable:
     return evaluate
 
 
-def levenberg_marquardt(data: Padded, b, start, tau, shrink, tol, max_steps, max_trials):
+def levenberg_marquardt(
+    data: Padded, b, start, tau, shrink, tol, max_steps, max_trials, box=None, on_step=None
+):
     """Levenberg-Marquardt for every group of `data` (k groups) from b (p, k), all at
     once; `start` = data.moments at b. Returns (b (p, k), status (k,), steps (k,),
-    |r|^2 / 2 (k,), J^T J (p, p, k)) at the end.
+    |r|^2 / 2 (k,), J^T J (p, p, k), message) at the end.
+
+    `box` = (lower, upper), (p, 1) each (+-inf where open), keeps every group inside
+    by LevenbergMarquardt's projected, active-set step: at each new point a parameter
+    on a bound that g = J^T r pushes outwards is held (its row and column of the
+    scaled Gram matrix and its entry of g are zeroed, so the step and the offset are
+    those of the free columns alone); the trial point is clipped into the box and the
+    gain ratio uses the clipped step s, predicted = -(s . J^T r) - s^T J^T J s / 2.
+
+    `on_step(snapshot)` is called once per iteration, before the trial step;
+    `snapshot()` gives (b (p, k), |r|^2 / 2 (k,), status (k,)) now. When it raises
+    CancelFit, every group still running ends "interrupted" at its current point and
+    `message` is the exception's message ("" otherwise).
 
     Only p x p summaries of each group's Jacobian are kept (J^T J and J^T r at its
     current point). New points are processed for every group and kept where fresh, so
@@ -180,6 +195,7 @@ def levenberg_marquardt(data: Padded, b, start, tau, shrink, tol, max_steps, max
         "stalls": torch.zeros(k, dtype=i64, device=dev),  # accepted steps gaining ~0
         "dof": (data.n - p).clamp(min=1).to(f64),
         "fresh": torch.ones(k, dtype=torch.bool, device=dev),  # at a new point
+        "held": torch.zeros(p, k, dtype=torch.bool, device=dev),  # on a bound, pushed out
     }
     carried = [k]  # groups in the state tensors; alive ones among them: counted below
 
@@ -205,7 +221,15 @@ def levenberg_marquardt(data: Padded, b, start, tau, shrink, tol, max_steps, max
         s = {name: t.index_select(-1, keep) for name, t in s.items()}
         return data.select(keep)
 
-    first = True
+    def snapshot():
+        """(b, |r|^2 / 2, status) of the k groups now: stopped ones from the outputs."""
+        b_now, hs_now, st_now = out_b.clone(), out_hs.clone(), out_status.clone()
+        live = s["alive"].nonzero().flatten()
+        at = s["pos"][live]
+        b_now[:, at], hs_now[at] = s["b"][:, live], s["hs"][live]
+        return b_now, hs_now, st_now
+
+    first, message = True, ""
     while True:
         # 1. New points (the start, or accepted steps): scale, decompose, test.
         fresh, jtj = s["fresh"], s["jtj"]
@@ -213,14 +237,20 @@ def levenberg_marquardt(data: Padded, b, start, tau, shrink, tol, max_steps, max
         d = torch.where(d == 0, 1.0, d)
         gram = jtj / (d.unsqueeze(1) * d.unsqueeze(0))
         ga = s["jtr"] / d
-        offset2 = offset_squared(data, s["b"], fresh & s["alive"], gram, ga, d)
+        if box is not None:  # the active set at new points; kept while trials fail
+            g = s["jtr"]
+            pushed = ((s["b"] <= box[0]) & (g > 0)) | ((s["b"] >= box[1]) & (g < 0))
+            s["held"] = torch.where(fresh, pushed, s["held"])
+            gram, ga = _free_part(gram, ga, s["held"])
+        offset2 = offset_squared(data, s["b"], fresh & s["alive"], gram, ga, d, s["held"])
         conv = offset2 <= tol * tol * 2 * s["hs"] / s["dof"]
         limit = s["steps"] >= max_steps  # the step limit, as the Learner's epochs
         code = torch.where(limit, MAX_STEPS, torch.where(conv, CONVERGED, RUNNING))
         code = torch.where(fresh, code, RUNNING)
         s["steps"] = s["steps"] + (fresh & ~limit).long()
-        if first:  # lam = tau s_max^2 at each group's first point
-            s["lam"] = tau * largest_eigenvalue(gram)
+        if first:  # lam = tau s_max^2 at each group's first point (its free columns)
+            free = ~s["held"]
+            s["lam"] = tau * largest_eigenvalue(gram * (free.unsqueeze(1) & free.unsqueeze(0)))
             first = False
         s["d"] = torch.where(fresh, d, s["d"])
         s["gram"] = torch.where(fresh, gram, s["gram"])
@@ -229,13 +259,29 @@ def levenberg_marquardt(data: Padded, b, start, tau, shrink, tol, max_steps, max
         data = retire(code)
         if data is None:
             break
+        if on_step is not None:
+            try:
+                on_step(snapshot)
+            except CancelFit as stop:  # the running groups end where they are
+                message = stop.message
+                retire(torch.full_like(code, INTERRUPTED))
+                break
         # 2. One trial step for every carried group (stopped ones accept nothing).
         lam, nu, ga, hs_old = s["lam"], s["nu"], s["ga"], s["hs"]
         damped = s["gram"].clone()
+        if box is not None:  # held rows and columns: zero, then lam on the diagonal
+            held = s["held"]
+            damped[held.unsqueeze(1) | held.unsqueeze(0)] = 0.0
         _diagonal(damped).add_(lam)
-        z = spd_solve(damped, ga)[0]  # (p, k)
-        predicted = 0.5 * ((z * ga).sum(0) + lam * z.pow(2).sum(0))
-        trial = s["b"] - z / s["d"]
+        z = spd_solve(damped, ga)[0]  # (p, k); 0 for a held parameter
+        if box is None:
+            predicted = 0.5 * ((z * ga).sum(0) + lam * z.pow(2).sum(0))
+            trial = s["b"] - z / s["d"]
+        else:  # the clipped step and the decrease the linear model predicts for it
+            step = torch.minimum(torch.maximum(s["b"] - z / s["d"], box[0]), box[1]) - s["b"]
+            jtj_step = (s["jtj"] * step.unsqueeze(0)).sum(1)  # (p, k): J^T J s
+            predicted = -(step * s["jtr"]).sum(0) - 0.5 * (step * jtj_step).sum(0)
+            trial = s["b"] + step
         hs_new, jtj_new, jtr_new = data.moments(*data.residuals_and_jacobian(trial))
         ok = torch.isfinite(hs_new) & (predicted > 0) & torch.isfinite(predicted)
         rho = torch.where(ok, (hs_old - hs_new) / predicted, -1.0)
@@ -260,7 +306,19 @@ def levenberg_marquardt(data: Padded, b, start, tau, shrink, tol, max_steps, max
         data = retire(torch.where(done, NO_PROGRESS, RUNNING))
         if data is None:
             break
-    return out_b, out_status, out_steps, out_hs, out_jtj
+    return out_b, out_status, out_steps, out_hs, out_jtj, message
+
+
+def _free_part(gram, ga, held):
+    """The scaled Gram matrix and gradient of the free columns: a held parameter's
+    row and column become those of the identity and its gradient entry 0, so every
+    solve leaves it where it is and the offset counts the free columns alone."""
+    if not bool(held.any()):
+        return gram, ga
+    gram = gram.clone()
+    gram[held.unsqueeze(1) | held.unsqueeze(0)] = 0.0
+    _diagonal(gram)[held] = 1.0
+    return gram, torch.where(held, 0.0, ga)
 
 
 def _diagonal(a: torch.Tensor) -> torch.Tensor:
@@ -268,15 +326,18 @@ def _diagonal(a: torch.Tensor) -> torch.Tensor:
     return a.diagonal(dim1=0, dim2=1).T
 
 
-def offset_squared(data: Padded, b, fresh, gram, ga, d):
+def offset_squared(data: Padded, b, fresh, gram, ga, d, held=None):
     """|U^T r|^2 = g^T (A^T A)^-1 g, (k,); by SVD of A where A^T A is singular at a
-    fresh point (a rank-deficient point: r is projected on A's column space)."""
+    fresh point (a rank-deficient point: r is projected on A's column space). Held
+    parameters' columns (held (p, k)) are left out of A."""
     _, ok, half = spd_solve(gram, ga, back=False)  # |c|^2 = |L^-1 g|^2, L L^T = A^T A
     out = half.pow(2).sum(0)
     singular = ((~ok | ~torch.isfinite(out)) & fresh).nonzero().flatten()
     if len(singular):
         r, cols, _ = data.select(singular).residuals_and_jacobian(b[:, singular])  # (M, ks)
         a = torch.stack(cols, -1).transpose(0, 1) / d[:, singular].T.unsqueeze(1)  # (ks, M, p)
+        if held is not None:
+            a = a * (~held[:, singular]).T.unsqueeze(1).to(a.dtype)
         u, sv, _ = torch.linalg.svd(a, full_matrices=False)
         c = (u.mT @ r.T.unsqueeze(-1)).squeeze(-1)
         c = torch.where(sv > sv[:, :1] * EPS * max(a.shape[1:]), c, torch.zeros_like(c))

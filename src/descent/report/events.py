@@ -1,7 +1,7 @@
 """The events the page draws, as JSON: the schema's encoders, shared by the live page
 (watch/ appends them to its log) and report.html (report/html.py inlines them).
 
-    run       title, task ("classify" | "fit" | "train" | "sweep"), config, model, ...
+    run       title, task ("classify" | "fit" | "train" | "sweep" | "groups"), config, ...
     epoch     record (the learner's per-epoch dict of floats), steps, lr
     batch     x (epochs as a fraction), step, loss (mean since the last point), lr
     weights   epoch, shape [k, h, w], scale [k], data (base64 int8), labels
@@ -11,6 +11,8 @@
     sweep     epoch, lrs, monitor, values (per rate, None once diverged), diverged
     end       stopped, message, epochs, steps, final {...}
     note      text (e.g. "stop requested from the page")
+    groups    step, names, n_groups, counts, rows, samples (fit --by: watch/groups.py)
+    group_data  samples (group, x, y): the points of the groups the page draws
 
 Every event has `type` and `run` (one page overlays several runs); non-finite floats
 become null when encoded (JSON has no NaN). torch is imported only by the functions

@@ -93,6 +93,10 @@ def print_groups_summary(say: Say, rows: Sequence[dict], names: Sequence[str], s
     for r in chosen:
         cells = "".join(f"{_g(r['params'][n], 7):>14}{_g(r['stderr'][n], 3):>11}" for n in names)
         why = f" ({r['reason']})" if r.get("reason") else ""
+        if r.get("at_bound"):
+            why += (
+                " (" + ", ".join(f"{n} at {side} bound" for n, side in r["at_bound"].items()) + ")"
+            )
         say(
             f"  {str(r['group']):<{label}}{cells}  {_g(r['rss'], 5):>11}  {r['n']:>5}  "
             f"{r['stopped']}{why}"

@@ -33,6 +33,7 @@ from descent.io.checkpoints import list_checkpoints, load_checkpoint
 from descent.io.files import read_json
 from descent.io.models import load_model
 from descent.report.events import floats, subsample, weight_images
+from descent.report.rundata_groups import groups_events, is_groups_run
 
 MAX_DATA_POINTS = 5_000  # as the live feed sends: a fit's points, evenly subsampled
 CURVE_POINTS = 400  # the fitted curve's grid, as `descent fit` draws it
@@ -46,7 +47,10 @@ def events_from_run(data: Mapping[str, Any]) -> list[dict]:
     records), stopped, message, final ({name: value}), params ({name: value}),
     data ((x, y) points of a curve fit), curve ((x, y) of the fitted function),
     weights ((k, n_pixels) tensor), labels (a name per weight image), epochs (the
-    run's length, for the page's "epoch E of N")."""
+    run's length, for the page's "epoch E of N"); or `events`, made already (a --by
+    run's, report/rundata_groups.py), returned as they are."""
+    if data.get("events") is not None:
+        return [dict(e) for e in data["events"]]
     run = str(data.get("run", "run"))
     history = [dict(r) for r in data.get("history", [])]
     header = {
@@ -106,6 +110,11 @@ def read_run(run_dir: str | Path, run: str | None = None) -> dict[str, Any]:
     summary = _optional_json(folder / "summary.json")
     command = config["command"]
     run = run or folder.resolve().name
+    if is_groups_run(config):  # descent fit --by: a table of groups, no epochs
+        return {
+            "run": run,
+            "events": groups_events(folder, config, summary, run, run_title(config)),
+        }
     data: dict[str, Any] = {
         "run": run,
         "title": f"{run_title(config)} · {run}",

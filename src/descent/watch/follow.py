@@ -24,7 +24,7 @@ from descent.errors import DescentError
 from descent.report.rundata import RunFiles, events_from_run, read_run
 from descent.watch.log import EventLog
 
-PICTURES = ("weights", "curve", "params", "data")
+PICTURES = ("weights", "curve", "params", "data", "groups")
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:

@@ -11,8 +11,9 @@ runs, the page overlays them) and `t` (seconds since the log was made, set here)
 kinds and fields are listed in report/events.py, which encodes them.
 
 Kinds whose newest event replaces the older ones (`latest_only`: weights, curve,
-params, data) keep the log bounded on long runs: an older one is dropped (its index
-stays, readers skip it), so a replay shows the current picture, not every frame.
+params, data, groups, group_data) keep the log bounded on long runs: an older one is
+dropped (its index stays, readers skip it), so a replay shows the current picture,
+not every frame.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from descent.report.events import encode
 
-LATEST_ONLY = ("weights", "curve", "params", "data")
+LATEST_ONLY = ("weights", "curve", "params", "data", "groups", "group_data")
 
 
 class EventLog:

@@ -32,7 +32,7 @@
         id: id, title: id, task: "train", config: {}, header: {}, color: PALETTE[state.runs.size % 10],
         records: [], batch: {x: [], loss: []}, lr: {x: [], y: []},
         weights: null, weightsVersion: 0, data: null, curve: null, curveVersion: 0,
-        params: null, sweep: null, end: null,
+        params: null, sweep: null, end: null, groups: null, groupData: null, groupsVersion: 0,
       };
       state.runs.set(id, r);
     }
@@ -88,6 +88,8 @@
         r.sweep.values.push(ev.values);
         break;
       }
+      case "groups": r.groups = ev; r.groupsVersion++; break;
+      case "group_data": r.groupData = ev.samples || []; break;
       case "end": r.end = ev; break;
       default: break;
     }
@@ -202,7 +204,8 @@
       }
     });
     show("loss-card", series.length > 0);
-    if (series.length) drawChart("loss", $("loss-chart"), series, {yLabel: "loss", logY: false});
+    const steps = runs.length > 0 && runs.every((r) => r.task === "groups");  // fit --by: per step
+    if (series.length) drawChart("loss", $("loss-chart"), series, {yLabel: steps ? "sum of rss / rows" : "loss", logY: false, xLabel: steps ? "step" : undefined});
   }
 
   const SKIP = new Set(["epoch", "train_loss", "valid_loss", "time"]);
@@ -272,6 +275,74 @@
       Object.keys(r.params).forEach((k) => rows.push([(multi ? r.title + " " : "") + k, fmt(r.params[k])]));
     });
     fillKv($("params"), rows);
+  }
+
+  // descent fit --by: how the groups stand, the first rows of their table, and a few
+  // groups' curves moving toward their points (one small chart each).
+  function renderGroups(runs) {
+    runs = runs.filter((r) => r.groups || r.groupData);
+    show("groups-card", runs.length > 0);
+    if (!runs.length) return;
+    const r = runs[0];
+    const g = r.groups || {rows: [], counts: {}, names: [], samples: []};
+    const counts = Object.keys(g.counts || {}).map((k) => g.counts[k] + " " + k).join(", ");
+    $("groups-counts").textContent = "(" + (g.n_groups || 0) + (counts ? ": " + counts : "") +
+      (g.step !== null && g.step !== undefined ? ", step " + g.step : "") + ")";
+    const charts = $("groups-charts");
+    const data = r.groupData || [];
+    const curves = new Map((g.samples || []).map((c) => [c.group, c]));
+    while (charts.children.length < data.length) {  // every box first, so each measures its share
+      const box = document.createElement("div");
+      box.className = "group-chart";
+      box.appendChild(document.createElement("h3"));
+      box.appendChild(document.createElement("div"));
+      charts.appendChild(box);
+    }
+    data.forEach((d, i) => {
+      const box = charts.children[i];
+      box.firstChild.textContent = d.group;
+      const series = [{label: "data", stroke: "#555", points: true, x: d.x, y: d.y}];
+      const c = curves.get(d.group);
+      if (c) series.push({label: "fit", stroke: PALETTE[3], width: 2, x: c.x, y: c.y});
+      drawChart("group-" + i, box.lastChild, series, {scatter: true, height: 170, xLabel: "x", yLabel: "y"});
+    });
+    charts.dataset.version = String(r.groupsVersion);
+    const names = g.names || [];
+    const table = document.createElement("table");
+    const head = table.createTHead().insertRow();
+    ["group"].concat(names, ["rss", "stopped"]).forEach((k) => {
+      const th = document.createElement("th");
+      th.textContent = k;
+      if (k === "group" || k === "stopped") th.className = "text";
+      head.appendChild(th);
+    });
+    const body = table.createTBody();
+    (g.rows || []).forEach((row) => {
+      const tr = body.insertRow();
+      const first = tr.insertCell();
+      first.className = "text";
+      first.textContent = row.group;
+      const bound = row.at_bound || {};
+      names.forEach((n) => {
+        const td = tr.insertCell();
+        td.textContent = fmt(row.params[n]) + (bound[n] ? " (" + bound[n] + " bound)" : "");
+      });
+      tr.insertCell().textContent = fmt(row.rss);
+      const last = tr.insertCell();
+      last.className = "text stopped " + row.stopped;
+      last.textContent = row.stopped;
+    });
+    if (g.n_groups > (g.rows || []).length) {
+      const tr = body.insertRow();
+      tr.className = "note";
+      const td = tr.insertCell();
+      td.colSpan = names.length + 3;
+      td.textContent = "… " + (g.n_groups - g.rows.length) + " more groups in groups.csv";
+    }
+    const box = $("groups-table");
+    box.textContent = "";
+    box.appendChild(table);
+    box.dataset.rows = String((g.rows || []).length);
   }
 
   // matplotlib's "bwr": -1 blue, 0 white, +1 red
@@ -409,7 +480,9 @@
       b.className = "stopped " + r.end.stopped;
       b.textContent = (ended.length > 1 ? r.title + ": " : "") + "stopped: " + r.end.stopped;
       p.appendChild(b);
-      p.appendChild(document.createTextNode(" — " + (r.end.message || "") + " (" + r.end.epochs + " epochs" + (r.end.steps !== undefined ? ", " + r.end.steps + " steps" : "") + ")"));
+      const length = r.task === "groups" ? (r.end.steps ? " (" + r.end.steps + " steps)" : "")
+        : " (" + r.end.epochs + " epochs" + (r.end.steps !== undefined ? ", " + r.end.steps + " steps" : "") + ")";
+      p.appendChild(document.createTextNode(" — " + (r.end.message || "") + length));
       box.appendChild(p);
       const final = r.end.final || {};
       const rows = Object.keys(final).map((k) => [k, fmt(final[k])]);
@@ -492,6 +565,7 @@
     renderLr(runs);
     renderSweep(runs);
     renderFit(runs);
+    renderGroups(runs);
     renderWeights(runs);
     renderEpochs(runs);
     renderConfig(runs);
