@@ -24,6 +24,7 @@ import torch
 
 from descent.core.events import Callback
 from descent.errors import ConfigError
+from descent.io.files import check_writable
 
 MAX_IMAGES = 16  # weight images per epoch (an MLP's hidden units are many)
 MISSING = (
@@ -34,11 +35,20 @@ MISSING = (
 
 def summary_writer(log_dir: str | Path):
     """torch's SummaryWriter on `log_dir`, or a ConfigError saying what to install."""
+    if not str(log_dir).strip():
+        raise ConfigError("--tensorboard '': give a folder for the event files, e.g. runs/tb")
+    check_writable(log_dir, "--tensorboard", folder=True)
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise ConfigError(MISSING) from None
-    return SummaryWriter(log_dir=str(log_dir))
+    try:
+        return SummaryWriter(log_dir=str(log_dir))
+    except OSError as e:
+        raise ConfigError(
+            f"--tensorboard {log_dir}: cannot write event files there ({e.strerror or e}); "
+            "choose another folder"
+        ) from None
 
 
 def bwr(weights: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:

@@ -19,7 +19,7 @@ from descent.cli.common import (
     watching,
 )
 from descent.commands.config import FitConfig
-from descent.options import CI_METHODS, FIT_DEFAULT_LR, FIT_SOLVERS
+from descent.options import CI_METHODS, FIT_DEFAULT_LR, FIT_SOLVERS, check_group_options
 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -158,6 +158,9 @@ def run_fit(args: argparse.Namespace) -> int:
     cfg = replace(FitConfig(data=args.data, quiet=args.quiet), **given)
     if cfg.by is not None:
         from descent.commands.fit_groups import fit_groups_command
+
+        # no loop, so no epochs to log: refused like the options in BY_REFUSES
+        check_group_options(cfg.by, {"tensorboard": args.tensorboard})
 
         with watching(args) as watch:
             groups = fit_groups_command(cfg, overwrite=args.overwrite, watch=watch)

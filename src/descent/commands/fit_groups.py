@@ -78,6 +78,18 @@ def group_codes(cfg: FitConfig, dropped_rows: list[int], n_rows: int) -> tuple[t
     return torch.tensor(out, dtype=torch.int64), list(codes)
 
 
+def check_group_sizes(by: str, codes: torch.Tensor, free: int) -> None:
+    """Refuse, before the run folder is made, a --by column none of whose groups has the
+    rows a fit needs (at least one per free parameter): every group would fail."""
+    sizes = torch.bincount(codes)
+    if int(sizes.max()) < free:
+        raise DataError(
+            f"--by {by}: none of its {len(sizes):,} groups has enough rows to fit: the "
+            f"largest has {int(sizes.max())}, the formula has {free} free parameters; group "
+            "by a column that puts more rows together, or hold parameters with --fix"
+        )
+
+
 def fit_groups_command(
     cfg: FitConfig,
     console: Console | None = None,
@@ -99,6 +111,7 @@ def fit_groups_command(
     formula = data.formula
     codes, labels = group_codes(cfg, data.dropped_rows, len(data.y))
     fixed = parse_fixed(cfg.fix, formula.params)
+    check_group_sizes(cfg.by, codes, len(formula.params) - len(fixed))
     start = FormulaModel(formula, cfg.init).values()
     start.update(fixed)
     run, cfg = start_run(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from descent.commands.config import FitConfig, TrainConfig
+from descent.errors import ConfigError
 from descent.io.checkpoints import ResumeFrom
 from descent.io.files import check_writable, write_json
 from descent.io.fingerprint import BUNDLED, Fingerprint, fingerprint
@@ -50,15 +51,29 @@ def check_outputs(
     if cfg.out is not None and not resuming:
         check_out(cfg.out, overwrite)
     if cfg.json is not None:
+        check_outside_run(cfg.json, "--json", cfg.out)
         check_writable(cfg.json, "--json")
     if isinstance(cfg, FitConfig) and cfg.animate is not None:
-        from descent.errors import ConfigError
-
         if Path(cfg.animate).suffix.lower() != ".gif":
             raise ConfigError(
                 f"--animate {cfg.animate}: the animation is written as GIF; name it *.gif"
             )
+        check_outside_run(cfg.animate, "--animate", cfg.out)
         check_writable(cfg.animate, "--animate")
+
+
+def check_outside_run(path: str, option: str, out: str | None) -> None:
+    """Refuse an extra output (--json, --animate, --tensorboard) that is the run folder
+    --out or lies inside it: the folder holds only the run's own files (a file of the
+    same name would be overwritten, and a new run into a non-empty folder is refused)."""
+    if out is None:
+        return
+    target, folder = Path(path).expanduser().absolute(), Path(out).expanduser().absolute()
+    if target == folder or folder in target.parents:
+        raise ConfigError(
+            f"{option} {path}: inside the run folder {out}, which holds only the run's own "
+            "files; give a path outside it"
+        )
 
 
 def with_absolute_paths(cfg: Config) -> Config:
