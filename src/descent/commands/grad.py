@@ -41,13 +41,13 @@ def check_grad_options(cfg: GradConfig) -> None:
     if cfg.var is not None and cfg.var not in cfg.at:
         raise ConfigError(f"--var {cfg.var}: not a variable of --at ({', '.join(cfg.at)})")
     if cfg.plot is not None:
+        check_writable(cfg.plot, "--plot")
         suffix = Path(cfg.plot).suffix.lower().lstrip(".")
         if suffix not in PLOT_FORMATS:
             raise ConfigError(
                 f"--plot {cfg.plot}: name the file .png, .svg or .pdf (the format it is "
                 "drawn in)"
             )
-        check_writable(cfg.plot, "--plot")
     if cfg.json is not None:
         check_writable(cfg.json, "--json")
 

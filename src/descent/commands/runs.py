@@ -50,8 +50,10 @@ def check_outputs(
     claimed already), --json, and fit's --animate."""
     if cfg.out is not None and not resuming:
         check_out(cfg.out, overwrite)
+    data = cfg.data if isinstance(cfg, FitConfig) else cfg.source
     if cfg.json is not None:
         check_outside_run(cfg.json, "--json", cfg.out)
+        check_not_input(cfg.json, "--json", data)
         check_writable(cfg.json, "--json")
     if isinstance(cfg, FitConfig) and cfg.animate is not None:
         if Path(cfg.animate).suffix.lower() != ".gif":
@@ -59,7 +61,20 @@ def check_outputs(
                 f"--animate {cfg.animate}: the animation is written as GIF; name it *.gif"
             )
         check_outside_run(cfg.animate, "--animate", cfg.out)
+        check_not_input(cfg.animate, "--animate", data)
         check_writable(cfg.animate, "--animate")
+
+
+def check_not_input(path: str, option: str, data: str | None) -> None:
+    """Refuse an output that is the run's own data file (or lies in its data folder)."""
+    if data is None:
+        return
+    target, source = Path(path).expanduser().resolve(), Path(data).expanduser().resolve()
+    if target == source or source in target.parents:
+        raise ConfigError(
+            f"{option} {path}: that is the run's data ({data}); writing there would replace "
+            "it: give another file name"
+        )
 
 
 def check_outside_run(path: str, option: str, out: str | None) -> None:
