@@ -62,7 +62,7 @@ def fit_run(tmp_path_factory) -> tuple[Path, Path]:
     return run, data
 
 
-# -- descent grad ---------------------------------------------------------------------------
+# -- descent grad ------------------------------------------------------------------------------
 
 
 def test_grad_target_that_is_also_an_input_is_refused(table, capsys):
@@ -101,7 +101,7 @@ def test_grad_outputs_that_cannot_be_written_are_refused_before_the_work(tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
-# -- fit: outputs and options ---------------------------------------------------------------
+# -- fit: outputs and options ------------------------------------------------------------------
 
 
 def test_fit_extra_outputs_inside_the_run_folder_are_refused_before_it_is_made(
@@ -126,8 +126,16 @@ def test_fit_extra_outputs_inside_the_run_folder_are_refused_before_it_is_made(
 def test_tensorboard_folders_that_cannot_be_used_are_refused(command, table, fit_run, capsys):
     argv = {
         "fit": fit_args(table, "--out", str(table.parent / "r")),
-        "train": ["train", "mnist-sample", "--classes", "3,7", "--epochs", "1",
-                  "--out", str(table.parent / "r")],
+        "train": [
+            "train",
+            "mnist-sample",
+            "--classes",
+            "3,7",
+            "--epochs",
+            "1",
+            "--out",
+            str(table.parent / "r"),
+        ],
         "resume": ["resume", str(fit_run[0])],
     }[command]
     for folder, said in [(str(table), "exists and is not a directory"),
@@ -166,7 +174,7 @@ def test_fit_sigma_so_small_that_the_weights_overflow_names_sigma(table, tmp_pat
     assert "--init" not in said
 
 
-# -- fit --by: groups too small to fit -------------------------------------------------------
+# -- fit --by: groups too small to fit ---------------------------------------------------------
 
 
 def test_by_column_whose_groups_all_have_too_few_rows_is_refused_at_once(table, tmp_path, capsys):
@@ -189,7 +197,7 @@ def test_fit_many_with_every_group_failed_returns_them_failed():
     assert torch.isnan(fits.params).all()
 
 
-# -- predict on fit runs ----------------------------------------------------------------------
+# -- predict on fit runs -----------------------------------------------------------------------
 
 
 def test_predict_never_writes_over_its_input_or_into_the_run(fit_run, tmp_path, capsys):
@@ -219,7 +227,7 @@ def test_predict_out_that_cannot_be_written_is_refused(fit_run, tmp_path, capsys
     assert "--out /proc/self/p.csv" in text and "not writable" in text
 
 
-# -- train --model mean ---------------------------------------------------------------------------
+# -- train --model mean ------------------------------------------------------------------------
 
 
 def test_mean_model_refuses_the_options_of_a_trained_model(tmp_path, capsys):
@@ -232,7 +240,7 @@ def test_mean_model_refuses_the_options_of_a_trained_model(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-# -- resume ------------------------------------------------------------------------------------------
+# -- resume ------------------------------------------------------------------------------------
 
 
 def test_resume_of_a_folder_that_is_no_run_writes_nothing_there(tmp_path, capsys):
@@ -257,7 +265,7 @@ def test_resume_of_runs_without_a_loop_says_why(table, tmp_path, capsys):
         assert "is a `descent train --model mean` run" in text and "nothing to resume" in text
 
 
-# -- report and watch ----------------------------------------------------------------------------------
+# -- report and watch --------------------------------------------------------------------------
 
 
 @needs_proc
@@ -283,7 +291,7 @@ def test_watch_interval_out_of_range_is_refused(fit_run, capsys, interval):
     assert f"--interval {float(interval)}" in text and "from 0.1 to 3600" in text
 
 
-# -- the writes underneath ----------------------------------------------------------------------------
+# -- the writes underneath ---------------------------------------------------------------------
 
 
 def test_an_atomic_write_that_fails_names_the_path_and_leaves_no_temporary(tmp_path):
@@ -308,3 +316,9 @@ def test_fit_json_that_is_its_own_data_file_is_refused(table, tmp_path, capsys):
     text = refused(capsys, *fit_args(table, "--out", str(tmp_path / "r"), "--json", str(table)))
     assert f"--json {table}: that is the run's data" in text
     assert table.read_bytes() == before and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("option", ["--by", "--sigma"])
+def test_by_or_sigma_naming_the_formulas_input_says_so(table, tmp_path, capsys, option):
+    text = refused(capsys, *fit_args(table, option, "x", "--out", str(tmp_path / "r")))
+    assert f"{option} x: that column is an input of the formula" in text

@@ -21,7 +21,6 @@ from descent.io.files import check_writable, write_json
 from descent.report.gradients import plot_gradient
 from descent.report.plots import save_figure
 
-
 PLOT_FORMATS = ("png", "svg", "pdf")
 
 
@@ -45,8 +44,7 @@ def check_grad_options(cfg: GradConfig) -> None:
         suffix = Path(cfg.plot).suffix.lower().lstrip(".")
         if suffix not in PLOT_FORMATS:
             raise ConfigError(
-                f"--plot {cfg.plot}: name the file .png, .svg or .pdf (the format it is "
-                "drawn in)"
+                f"--plot {cfg.plot}: name the file .png, .svg or .pdf (the format it is drawn in)"
             )
     if cfg.json is not None:
         check_writable(cfg.json, "--json")

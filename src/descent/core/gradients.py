@@ -305,7 +305,8 @@ def _tensor(name: str, value: Any) -> torch.Tensor:
     if not torch.isfinite(t).all():
         bad = int((~torch.isfinite(t.reshape(-1))).nonzero()[0])
         where = f" (value {bad + 1} of {t.numel()})" if t.dim() else ""
-        raise ConfigError(f"{name} = {_show(_py(t.reshape(-1)[bad]))}{where}: values must be finite")
+        shown = _show(_py(t.reshape(-1)[bad]))
+        raise ConfigError(f"{name} = {shown}{where}: values must be finite")
     return t
 
 
