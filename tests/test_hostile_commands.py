@@ -322,3 +322,16 @@ def test_fit_json_that_is_its_own_data_file_is_refused(table, tmp_path, capsys):
 def test_by_or_sigma_naming_the_formulas_input_says_so(table, tmp_path, capsys, option):
     text = refused(capsys, *fit_args(table, option, "x", "--out", str(tmp_path / "r")))
     assert f"{option} x: that column is an input of the formula" in text
+
+
+@pytest.mark.parametrize("change", [{"data": True}, {"y": 3}, {"classes": 7}])
+def test_report_of_a_run_whose_config_was_edited_never_raises(fit_run, tmp_path, capsys, change):
+    """The fuzz suite's find: a config.json with "data": true raised TypeError in report."""
+    import json
+    import shutil
+
+    run = Path(shutil.copytree(fit_run[0], tmp_path / "run"))
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, **change}))
+    assert main(["report", str(run)]) == 0
+    assert "report:" in capsys.readouterr().out

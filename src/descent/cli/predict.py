@@ -51,6 +51,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     outputs = [(o, p) for o, p in (("--json", args.json), ("--out", args.out)) if p is not None]
     for option, path in outputs:  # before any work
+        check_writable(path, option)
         check_outside_run(path, option, args.run_dir)
         for name in args.files:
             if Path(name).resolve() == Path(path).resolve():
@@ -58,7 +59,6 @@ def run_predict(args: argparse.Namespace) -> int:
                     f"{option} {path}: that is the input file; writing there would replace "
                     "it: give another file name"
                 )
-        check_writable(path, option)
     if len(outputs) == 2 and Path(args.out).resolve() == Path(args.json).resolve():
         raise ConfigError(f"--out and --json are both {args.out}: give two file names")
 

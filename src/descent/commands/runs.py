@@ -52,17 +52,17 @@ def check_outputs(
         check_out(cfg.out, overwrite)
     data = cfg.data if isinstance(cfg, FitConfig) else cfg.source
     if cfg.json is not None:
+        check_writable(cfg.json, "--json")
         check_outside_run(cfg.json, "--json", cfg.out)
         check_not_input(cfg.json, "--json", data)
-        check_writable(cfg.json, "--json")
     if isinstance(cfg, FitConfig) and cfg.animate is not None:
         if Path(cfg.animate).suffix.lower() != ".gif":
             raise ConfigError(
                 f"--animate {cfg.animate}: the animation is written as GIF; name it *.gif"
             )
+        check_writable(cfg.animate, "--animate")
         check_outside_run(cfg.animate, "--animate", cfg.out)
         check_not_input(cfg.animate, "--animate", data)
-        check_writable(cfg.animate, "--animate")
 
 
 def check_not_input(path: str, option: str, data: str | None) -> None:
