@@ -37,7 +37,7 @@ from descent.io.checkpoints import _digest, list_checkpoints
 NIST = Path(__file__).resolve().parents[1] / "bench" / "nist"
 LONG = int(os.environ.get("DESCENT_FUZZ", "0"))  # examples per target under `make fuzz`
 HANG_SECONDS = 120  # far beyond any example here (the slowest trains and plots in ~3 s)
-FIGURES = {"cases": 0, "tracebacks": 0, "hangs": 0, "lost": 0}
+FIGURES = {"cases": 0, "ran": 0, "tracebacks": 0, "hangs": 0, "lost": 0}
 
 
 def fuzz(examples: int):
@@ -57,7 +57,8 @@ def report_figures(request):
     yield
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     line = (
-        f"fuzz: {FIGURES['cases']:,} cases tried, tracebacks {FIGURES['tracebacks']}, "
+        f"fuzz: {FIGURES['cases']:,} cases tried ({FIGURES['ran']:,} ran, the rest refused), "
+        f"tracebacks {FIGURES['tracebacks']}, "
         f"hangs {FIGURES['hangs']}, files lost or changed outside --out {FIGURES['lost']}"
     )
     capture = request.config.pluginmanager.get_plugin("capturemanager")
@@ -113,6 +114,7 @@ def cli(argv: list[str], sandbox: Path, out: Path) -> int:
         signal.signal(signal.SIGALRM, old)
         os.chdir(cwd)
     FIGURES["cases"] += 1
+    FIGURES["ran"] += status == 0
     assert status in (0, 2), f"exit status {status}: {err.getvalue()}"
     if status == 2:
         assert "error:" in err.getvalue() and "Traceback" not in err.getvalue()
@@ -371,3 +373,187 @@ def test_what_the_out_folder_already_holds(files, prior_run, overwrite):
         if lost:
             FIGURES["lost"] += 1
         assert not lost, f"user files lost or changed: {lost}"
+
+
+# -- the commands and options added since: grad, fit's --bounds/--fix/--sigma/--by, predict
+# on a fit run, report ----------------------------------------------------------------------
+
+NAMES = st.sampled_from(["x", "y", "a", "b", "c", "t", "z", "", " ", "1a", "pi", "for", "é"])
+SOUND = st.one_of(st.integers(-5, 5).map(str), st.floats(-10, 10).map(repr))
+VALUES = st.one_of(NUMBERS, st.sampled_from(["", " ", "x", "1:2", "1e999", "--", "0x10"]))
+
+
+def mostly(draw, sound, hostile, one_in: int = 4):
+    """A draw from `sound`, or one time in `one_in` from `hostile`: deep enough to reach the
+    work, hostile enough to find the holes on the way."""
+    return draw(hostile if draw(st.integers(1, one_in)) == one_in else sound)
+
+
+GRAD_FORMULAS = {  # formula -> its variables
+    "x**2": "x", "a*x + b": "xab", "exp(a*x)": "ax", "sin(x)*y": "xy", "log(x)": "x",
+    "1/x": "x", "x**y": "xy", "sqrt(x) + a": "xa", "a*t**2 + b*t + c": "tabc", "tanh(x)*a": "xa",
+}  # fmt: skip
+
+
+@st.composite
+def grad_point(draw, names: str):
+    """--at values for `names`: numbers, or lists of one length (the book's rank-1
+    tensor); a value, a name or the whole point is now and then anything."""
+    if draw(st.integers(1, 12)) == 12:
+        return draw(st.lists(st.text(max_size=12), max_size=2))
+    count = draw(st.integers(1, 4))
+    items = []
+    for name in names:
+        n = count if draw(st.booleans()) else 1
+        values = [mostly(draw, SOUND, VALUES, 12) for _ in range(n)]
+        items.append(f"{mostly(draw, st.just(name), NAMES, 12)}={','.join(values)}")
+    return items
+
+
+@fuzz(60)
+@given(data=st.data(), extra=st.sets(st.sampled_from(
+    ["--sum", "--data", "--plot", "--json", "--var"]), max_size=3))  # fmt: skip
+def test_grad_formulas_and_points(data, extra):
+    formula = mostly(data.draw, st.sampled_from(list(GRAD_FORMULAS)), FORMULAS)
+    names = GRAD_FORMULAS.get(formula, "x")
+    if "--data" in extra:  # x is the file's column, y its target; the rest are parameters
+        names = names.replace("x", "").replace("y", "") or "a"
+    point = data.draw(grad_point(names))
+    with sandbox() as box:
+        (box / "data.csv").write_text("x,y\n" + "".join(f"{i},{i * i + 1}\n" for i in range(8)))
+        argv = ["grad", formula, *(a for value in point for a in ("--at", value))]
+        argv += ["--sum"] if "--sum" in extra else []
+        argv += ["--data", "data.csv", "--y", "y"] if "--data" in extra else []
+        argv += ["--plot", "out/g.png"] if "--plot" in extra else []
+        argv += ["--json", "out/g.json"] if "--json" in extra else []
+        argv += ["--var", names[0]] if "--var" in extra else []
+        cli([*argv, "--quiet"], box, box / "out")
+
+
+PARAMS = st.sampled_from(["a", "b", "c"])
+
+
+@st.composite
+def ranges(draw):
+    """--bounds NAME=LO:HI, mostly a sound range around the truth, now and then anything."""
+    lo, hi = sorted([draw(SOUND), draw(SOUND)], key=float)
+    sound = st.just(f"{draw(PARAMS)}={lo}:{hi}") | PARAMS.map(lambda n: f"{n}=-inf:inf")
+    hostile = st.tuples(NAMES, VALUES, VALUES).map(lambda t: f"{t[0]}={t[1]}:{t[2]}")
+    return mostly(draw, sound, hostile)
+
+
+@st.composite
+def holds(draw):
+    """--fix / --init NAME=VALUE, mostly sound."""
+    sound = st.tuples(PARAMS, SOUND).map(lambda t: f"{t[0]}={t[1]}")
+    return mostly(draw, sound, st.tuples(NAMES, VALUES).map(lambda t: f"{t[0]}={t[1]}"))
+
+
+SIGMAS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["0", "-1", "", "NA", "x", "1e-300", "1e300", "0.5", "1", "2"]),
+)
+GROUPS = st.sampled_from(["A", "B", "", "NA", "1", "1.0", "é", '"a,b"', " ", "C"])
+
+
+@st.composite
+def fit_table(draw, groups: bool = False):
+    """x, y, s (sigma) and g (group) columns: mostly sound numbers, a few hostile cells."""
+    n = draw(st.integers(0, 40))
+    hostile = draw(st.integers(0, 3)) == 3  # a quarter of the tables have bad cells
+    rows = []
+    for i in range(n):
+        bad = hostile and draw(st.integers(0, 9)) == 9
+        x = draw(CELLS) if bad and draw(st.booleans()) else str(i)
+        y = draw(CELLS) if bad and draw(st.booleans()) else f"{2 * i * i + 3 * i + 1 + i % 3}"
+        s = draw(SIGMAS) if bad else f"{0.5 + i % 4}"
+        g = (draw(GROUPS) if bad else "ABC"[i % draw(st.integers(1, 3))]) if groups else "A"
+        rows.append(f"{x},{y},{s},{g}")
+    return "x,y,s,g\n" + "\n".join(rows) + ("\n" if rows else "")
+
+
+@st.composite
+def starts(draw):
+    """--init: none, every parameter (a, b, c) a sound value, or now and then anything."""
+    sound = st.tuples(SOUND, SOUND, SOUND).map(lambda v: [f"a={v[0]}", f"b={v[1]}", f"c={v[2]}"])
+    return mostly(draw, st.just([]) | sound, st.lists(holds(), max_size=3))
+
+
+@fuzz(60)
+@given(text=fit_table(), bounds=st.lists(ranges(), max_size=2),
+       fix=st.lists(holds(), max_size=1), init=starts(),
+       flags=st.sets(st.sampled_from(["--sigma", "--absolute-sigma", "--ci", "--sgd"]),
+                     max_size=2))  # fmt: skip
+def test_fit_bounds_fix_sigma(text, bounds, fix, init, flags):
+    with sandbox() as box:
+        (box / "data.csv").write_text(text)
+        argv = ["fit", "data.csv", "--model", "a*x**2 + b*x + c", "--y", "y", "--epochs", "50"]
+        argv += [a for b in bounds for a in ("--bounds", b)]
+        argv += [a for f in fix for a in ("--fix", f)]
+        argv += ["--init", ",".join(init)] if init else []
+        argv += ["--sigma", "s"] if "--sigma" in flags else []
+        argv += ["--absolute-sigma"] if "--absolute-sigma" in flags else []
+        argv += ["--ci", "profile"] if "--ci" in flags else []
+        argv += ["--optimizer", "sgd"] if "--sgd" in flags else []
+        cli([*argv, "--no-plots", "--quiet", "--out", "out"], box, box / "out")
+
+
+@fuzz(40)
+@given(text=fit_table(groups=True), data=st.data(), fix=st.lists(holds(), max_size=1),
+       sigma=st.booleans())  # fmt: skip
+def test_fit_by_groups(text, data, fix, sigma):
+    by = mostly(data.draw, st.just("g"), st.sampled_from(["x", "y", "s", "z", ""]), 8)
+    with sandbox() as box:
+        (box / "data.csv").write_text(text)
+        argv = ["fit", "data.csv", "--model", "a*x**2 + b*x + c", "--y", "y", "--by", by]
+        argv += [a for f in fix for a in ("--fix", f)] + (["--sigma", "s"] if sigma else [])
+        cli([*argv, "--no-plots", "--quiet", "--out", "out"], box, box / "out")
+
+
+@pytest.fixture(scope="module")
+def finished_fit(tmp_path_factory):
+    """A fit run that ran to its end: a model, its uncertainty and its report."""
+    out = tmp_path_factory.mktemp("fuzz") / "done"
+    fit_command(FitConfig(data=str(NIST / "Misra1a.csv"), model="b1*(1-exp(-b2*x))", y="y",
+                          init={"b1": 500.0, "b2": 1e-4}, quiet=True, out=str(out)))  # fmt: skip
+    return out
+
+
+SOUND_X = st.lists(st.floats(0, 1000).map(repr), min_size=1, max_size=20)
+
+
+@fuzz(30)
+@given(data=st.data(), out=st.booleans())
+def test_predict_tables_on_a_fit_run(finished_fit, data, out):
+    level = mostly(data.draw, st.none() | st.floats(0.01, 0.99).map(repr), NUMBERS)
+    sound = SOUND_X.map(lambda xs: "\n".join(["x", *xs]) + "\n")
+    hostile = st.one_of(
+        ROWS.map(lambda rows: "\n".join(["x", *rows])),
+        ROWS.map(lambda rows: "\n".join(["t,y", *rows])),
+        st.text(max_size=80),
+    )
+    text = mostly(data.draw, sound, hostile, 2)
+    with sandbox() as box:
+        run = copy_run(finished_fit, box)
+        (box / "new.csv").write_text(text, errors="surrogatepass")
+        argv = ["predict", "run", "new.csv"] + ([] if level is None else ["--level", level])
+        cli(argv + (["--out", "out/p.csv"] if out else []), box, box / "out")
+        assert snapshot(run) == snapshot(finished_fit)  # predict never writes the run
+
+
+REPORT_FILES = ["metrics.csv", "summary.json", "params.json", "uncertainty.json",
+                "model.json", "config.json", "plots/fit.png", "plots/loss.png"]  # fmt: skip
+
+
+@fuzz(20)
+@given(damage=st.dictionaries(st.sampled_from(REPORT_FILES), st.binary(max_size=60), max_size=3),
+       data=st.data())  # fmt: skip
+def test_report_of_a_damaged_run(finished_fit, damage, data):
+    with sandbox() as box:
+        run = copy_run(finished_fit, box)
+        for name, raw in damage.items():
+            if name.endswith(".json") and data.draw(st.booleans()):
+                doc = mutate(json.loads((run / name).read_text()), data)
+                raw = json.dumps(doc).encode()
+            (run / name).write_bytes(raw)
+        cli(["report", "run"], box, run)

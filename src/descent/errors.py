@@ -27,3 +27,7 @@ class CheckpointError(DescentError):
 
 class RunFolderError(DescentError):
     """A run folder cannot be used: not empty, not a descent run, or in use by another run."""
+
+
+class OutputError(DescentError):
+    """An output file cannot be written: a folder in the way, no permission, no space."""

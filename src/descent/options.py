@@ -36,6 +36,9 @@ CI_METHODS = ("t", "profile")
 # A fit's learning rate when none is given. Its parameters are whitened (fitting/scaled.py),
 # so the curvature is ~1 in every direction: sgd is stable below 2.
 FIT_DEFAULT_LR = {"sgd": 0.5, "adam": 1.0, "adamw": 1.0, "lbfgs": 1.0}
+# `descent watch --interval`: seconds between looks at the run folders (more often only
+# spins on the files; less often than hourly is not watching).
+WATCH_INTERVAL = (0.1, 3600.0)
 
 # option -> the smallest value it may take; None-valued (absent) options are skipped.
 AT_LEAST: dict[str, float] = {
@@ -234,3 +237,26 @@ BY_REFUSES: dict[str, object] = {
     "ci": "t",
     "checkpoint_every": "0",
 }
+
+
+# Options of `descent train` that --model mean (the class means, computed in one pass:
+# no loss, rate, batches or epochs) has no use for.
+MEAN_REFUSES = (
+    "hidden", "loss", "optimizer", "lr", "momentum", "weight_decay", "schedule", "batch_size",
+    "epochs", "steps", "patience", "init_std", "autograd", "checkpoint_every", "keep", "book",
+    "tensorboard",
+)  # fmt: skip
+
+
+def check_mean_options(model: str | None, given: dict[str, object]) -> None:
+    """ConfigError when --model mean is given options of a trained model; `given` maps
+    the options the user set (not None or False) to their values."""
+    if model != "mean":
+        return
+    clash = [flag(k) for k in MEAN_REFUSES if given.get(k) not in (None, False)]
+    if clash:
+        raise ConfigError(
+            f"--model mean computes each class's mean image in one pass and trains nothing, "
+            f"so {', '.join(clash)} {'does' if len(clash) == 1 else 'do'} not apply: drop "
+            f"{'it' if len(clash) == 1 else 'them'}, or train --model linear or mlp"
+        )

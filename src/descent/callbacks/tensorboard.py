@@ -24,6 +24,7 @@ import torch
 
 from descent.core.events import Callback
 from descent.errors import ConfigError
+from descent.io.files import check_writable
 
 MAX_IMAGES = 16  # weight images per epoch (an MLP's hidden units are many)
 MISSING = (
@@ -32,13 +33,29 @@ MISSING = (
 )
 
 
-def summary_writer(log_dir: str | Path):
-    """torch's SummaryWriter on `log_dir`, or a ConfigError saying what to install."""
+def writer_class(log_dir: str | Path):
+    """torch's SummaryWriter, once `log_dir` is known to be usable (ConfigError naming it
+    or saying what to install): nothing is made yet."""
+    if not str(log_dir).strip():  # Path("") is the working directory
+        raise ConfigError("--tensorboard '': give a folder for the event files, e.g. runs/tb")
+    check_writable(log_dir, "--tensorboard", folder=True)
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise ConfigError(MISSING) from None
-    return SummaryWriter(log_dir=str(log_dir))
+    return SummaryWriter
+
+
+def summary_writer(log_dir: str | Path):
+    """torch's SummaryWriter on `log_dir` (made now), or a ConfigError naming it."""
+    SummaryWriter = writer_class(log_dir)  # noqa: N806 - a class
+    try:
+        return SummaryWriter(log_dir=str(log_dir))
+    except OSError as e:
+        raise ConfigError(
+            f"--tensorboard {log_dir}: cannot write event files there ({e.strerror or e}); "
+            "choose another folder"
+        ) from None
 
 
 def bwr(weights: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -65,10 +82,20 @@ class TensorBoard(Callback):
         image_shape: tuple[int, int] | None = None,
         histograms: bool = True,
     ) -> None:
+        writer_class(log_dir)  # a bad folder or a missing package: refused here, before work
         self.log_dir = Path(log_dir)
         self.labels = list(labels) if labels is not None else None
         self.image_shape, self.histograms = image_shape, histograms
-        self.writer = summary_writer(self.log_dir)  # fails here, before training, if missing
+        self._writer = None  # made when training starts: a refused command leaves no files
+
+    @property
+    def writer(self):
+        if self._writer is None:
+            self._writer = summary_writer(self.log_dir)
+        return self._writer
+
+    def before_fit(self) -> None:
+        self.writer  # noqa: B018 - the event file exists from the start of training
 
     def after_epoch(self) -> None:
         learn, writer = self.learner, self.writer
@@ -100,7 +127,9 @@ class TensorBoard(Callback):
             self.writer.add_image(f"weights/{label}", image, step, dataformats="HWC")
 
     def after_fit(self) -> None:
-        self.writer.flush()
+        if self._writer is not None:
+            self._writer.flush()
 
     def close(self) -> None:
-        self.writer.close()
+        if self._writer is not None:
+            self._writer.close()

@@ -137,6 +137,11 @@ def add_watch_options(p: argparse.ArgumentParser, tensorboard: bool = True) -> N
 def watching(args: argparse.Namespace) -> Iterator[Any]:
     """The command's WatchSession while it runs (--watch), or None (also on torchrun's
     processes other than rank 0: one page, fed by the one that prints)."""
+    if not getattr(args, "watch", False):
+        given = [f"--{o}" for o, off in (("port", 0), ("host", "127.0.0.1"))
+                 if getattr(args, o, off) != off]  # fmt: skip
+        if given:  # silently unused, a typo'd port would go unnoticed
+            raise ConfigError(f"{' and '.join(given)} set the live page's address: add --watch")
     if not getattr(args, "watch", False) or not Process.from_env().is_main:
         yield None
         return
@@ -150,11 +155,14 @@ def watching(args: argparse.Namespace) -> Iterator[Any]:
 def tensorboard(args: argparse.Namespace) -> Iterator[list]:
     """The callbacks of --tensorboard DIR (none without it, or on a process other than
     rank 0); the writer is closed after."""
-    if not getattr(args, "tensorboard", None) or not Process.from_env().is_main:
+    if getattr(args, "tensorboard", None) is None or not Process.from_env().is_main:
         yield []
         return
     from descent.callbacks.tensorboard import TensorBoard
+    from descent.commands.runs import check_outside_run
 
+    check_outside_run(args.tensorboard, "--tensorboard", getattr(args, "out", None))
+    check_outside_run(args.tensorboard, "--tensorboard", getattr(args, "run_dir", None))
     board = TensorBoard(args.tensorboard)
     try:
         yield [board]

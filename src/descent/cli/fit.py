@@ -19,8 +19,7 @@ from descent.cli.common import (
     watching,
 )
 from descent.commands.config import FitConfig
-from descent.errors import ConfigError
-from descent.options import CI_METHODS, FIT_DEFAULT_LR, FIT_SOLVERS
+from descent.options import CI_METHODS, FIT_DEFAULT_LR, FIT_SOLVERS, check_group_options
 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -160,11 +159,9 @@ def run_fit(args: argparse.Namespace) -> int:
     if cfg.by is not None:
         from descent.commands.fit_groups import fit_groups_command
 
-        if getattr(args, "tensorboard", None):
-            raise ConfigError(
-                f"--by {cfg.by} writes no TensorBoard events (its groups have no epochs); "
-                "drop --tensorboard, or use --watch to follow the groups live"
-            )
+        # no loop, so no epochs to log: refused like the options in BY_REFUSES
+        check_group_options(cfg.by, {"tensorboard": args.tensorboard})
+
         with watching(args) as watch:
             groups = fit_groups_command(cfg, overwrite=args.overwrite, watch=watch)
         stopped = groups.interrupted_by or groups.finish_signal

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from descent.cli.common import ExitStatus
 from descent.errors import ConfigError
@@ -45,11 +46,21 @@ def run_predict(args: argparse.Namespace) -> int:
 
     from descent.commands.predict import predict_files
     from descent.commands.predict_curve import is_fit_run, predict_curve, write_prediction
+    from descent.commands.runs import check_outside_run
     from descent.io.files import check_writable, write_json
 
-    for option, path in (("--json", args.json), ("--out", getattr(args, "out", None))):
-        if path:
-            check_writable(path, option)  # before any work
+    outputs = [(o, p) for o, p in (("--json", args.json), ("--out", args.out)) if p is not None]
+    for option, path in outputs:  # before any work
+        check_writable(path, option)
+        check_outside_run(path, option, args.run_dir)
+        for name in args.files:
+            if Path(name).resolve() == Path(path).resolve():
+                raise ConfigError(
+                    f"{option} {path}: that is the input file; writing there would replace "
+                    "it: give another file name"
+                )
+    if len(outputs) == 2 and Path(args.out).resolve() == Path(args.json).resolve():
+        raise ConfigError(f"--out and --json are both {args.out}: give two file names")
 
     if is_fit_run(args.run_dir):
         if len(args.files) != 1:

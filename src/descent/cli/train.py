@@ -18,7 +18,7 @@ from descent.cli.common import (
     watching,
 )
 from descent.commands.config import BOOK_RECIPE, TrainConfig
-from descent.options import CLASSIFIER_LOSSES, DISTANCES, IMAGE_MODELS
+from descent.options import CLASSIFIER_LOSSES, DISTANCES, IMAGE_MODELS, check_mean_options
 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -135,6 +135,7 @@ def run_train(args: argparse.Namespace) -> int:
         return launch(args.argv, args.nproc)
     from descent.commands.train import train_command
 
+    check_mean_options(args.model, vars(args))  # before anything is read
     cfg = TrainConfig(source=args.source, quiet=args.quiet)
     if args.book:
         cfg = replace(cfg, **BOOK_RECIPE)

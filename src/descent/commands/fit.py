@@ -110,6 +110,12 @@ def load_fit_data(cfg: FitConfig) -> FitData:
                 f"--x {', '.join(unused)}: not used by the formula {cfg.model!r} "
                 f"(it uses {', '.join(formula.inputs) or 'no input'})"
             )
+    for option, name in (("--sigma", cfg.sigma), ("--by", cfg.by)):
+        if name is not None and name in header and name in formula.params:  # taken from x
+            raise ConfigError(
+                f"{option} {name}: that column is an input of the formula {cfg.model!r}; "
+                "name another column"
+            )
     if not formula.inputs:
         raise ConfigError(
             f"the formula {cfg.model!r} uses no column of {cfg.data}: its names are "

@@ -11,7 +11,8 @@ reported as failed, with its reason, and the others are fitted. --by takes --sig
 groups.csv's at_bound column names the parameters that end on a bound) and --watch
 (watch/groups.py: the groups' table and a few curves, live); options it cannot
 honour are refused before anything is read (options.check_group_options). The fit
-runs on the device of the data tensors.
+runs on --device (auto: CUDA when there is one, else the CPU; its float64 steps have no
+MPS kernels, so auto skips MPS and --device mps is refused).
 
 Ctrl-C, SIGTERM or the page's Stop end the fit at the next step: groups.csv and
 summary.json are written with the finished groups' results and the others'
@@ -26,13 +27,13 @@ import io
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from rich.console import Console
 
 from descent.commands.config import FitConfig, check_options
-from descent.commands.fit import load_fit_data
+from descent.commands.fit import FitData, load_fit_data
 from descent.commands.runs import (
     Finishing,
     check_outputs,
@@ -42,7 +43,8 @@ from descent.commands.runs import (
 )
 from descent.core.events import CancelFit, StopReason
 from descent.data.table_rows import read_text_column
-from descent.errors import DataError
+from descent.distributed.devices import resolve_device
+from descent.errors import ConfigError, DataError
 from descent.fitting.bounds import check_inside, parse_bounds
 from descent.fitting.fixed import parse_fixed
 from descent.fitting.many import ManyFits, fit_many
@@ -94,6 +96,18 @@ def group_codes(cfg: FitConfig, dropped_rows: list[int], n_rows: int) -> tuple[t
     return torch.tensor(out, dtype=torch.int64), list(codes)
 
 
+def check_group_sizes(by: str, codes: torch.Tensor, free: int) -> None:
+    """Refuse, before the run folder is made, a --by column none of whose groups has the
+    rows a fit needs (at least one per free parameter): every group would fail."""
+    sizes = torch.bincount(codes)
+    if int(sizes.max()) < free:
+        raise DataError(
+            f"--by {by}: none of its {len(sizes):,} groups has enough rows to fit: the "
+            f"largest has {int(sizes.max())}, the formula has {free} free parameters; group "
+            "by a column that puts more rows together, or hold parameters with --fix"
+        )
+
+
 def fit_groups_command(
     cfg: FitConfig,
     console: Console | None = None,
@@ -114,9 +128,11 @@ def fit_groups_command(
     codes, labels = group_codes(cfg, data.dropped_rows, len(data.y))
     fixed = parse_fixed(cfg.fix, formula.params)
     bounds = {n: b for n, b in parse_bounds(cfg.bounds, formula.params).items() if n not in fixed}
+    check_group_sizes(cfg.by, codes, len(formula.params) - len(fixed))
     start = FormulaModel(formula, cfg.init).values()
     start.update(fixed)
     check_inside({n: start[n] for n in bounds}, bounds)  # before the run folder is made
+    data = _on_device(data, cfg.device)
     run, cfg = start_run(
         cfg, "fit", cfg.data, overwrite=overwrite,
         warn=lambda m: console.print(f"[yellow]warning:[/] {m}"),
@@ -126,6 +142,21 @@ def fit_groups_command(
         return _fit_groups(cfg, run, job, console, say, watch)
     finally:
         run.close()
+
+
+def _on_device(data: FitData, name: str) -> FitData:
+    """The columns moved to --device (auto: CUDA, else the CPU)."""
+    if name == "mps":
+        raise ConfigError(
+            "--by fits in float64, which MPS does not compute; use --device cpu (or cuda)"
+        )
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(name)
+    if device == data.y.device:
+        return data
+    sigma = None if data.sigma is None else data.sigma.to(device)
+    return replace(data, x=data.x.to(device), y=data.y.to(device), sigma=sigma)
 
 
 class Interrupts:

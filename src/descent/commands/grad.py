@@ -17,9 +17,11 @@ from rich.console import Console
 from descent.commands.config import GradConfig
 from descent.core.gradients import Gradient, grad
 from descent.errors import ConfigError
-from descent.io.files import write_json
+from descent.io.files import check_writable, write_json
 from descent.report.gradients import plot_gradient
 from descent.report.plots import save_figure
+
+PLOT_FORMATS = ("png", "svg", "pdf")
 
 
 def check_grad_options(cfg: GradConfig) -> None:
@@ -37,6 +39,15 @@ def check_grad_options(cfg: GradConfig) -> None:
         raise ConfigError("--y names the target column of --data; give --data FILE too")
     if cfg.var is not None and cfg.var not in cfg.at:
         raise ConfigError(f"--var {cfg.var}: not a variable of --at ({', '.join(cfg.at)})")
+    if cfg.plot is not None:
+        check_writable(cfg.plot, "--plot")
+        suffix = Path(cfg.plot).suffix.lower().lstrip(".")
+        if suffix not in PLOT_FORMATS:
+            raise ConfigError(
+                f"--plot {cfg.plot}: name the file .png, .svg or .pdf (the format it is drawn in)"
+            )
+    if cfg.json is not None:
+        check_writable(cfg.json, "--json")
 
 
 def grad_command(cfg: GradConfig, console: Console | None = None) -> Gradient:

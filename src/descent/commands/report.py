@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.console import Console
 
 from descent.errors import CheckpointError
+from descent.io.files import check_writable
 from descent.report.html import write_run_report
 
 
@@ -20,6 +21,8 @@ def report_command(
     folder = Path(run_dir)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such run directory")
+    if out is not None:
+        check_writable(out, "--out")  # before the run's files are read
     path = write_run_report(folder, out)
     console.print(f"report: {path} (one file, opens offline)")
     return path

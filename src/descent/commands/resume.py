@@ -153,6 +153,23 @@ def extend(
     return cfg, found
 
 
+def check_resumable(cfg: TrainConfig | FitConfig, run: Path) -> None:
+    """Refuse the runs that have no loop to continue, saying why and what to do instead:
+    `fit --by` (every group fitted at once, no checkpoints) and `train --model mean`
+    (the mean images in one pass, nothing stepped)."""
+    if isinstance(cfg, FitConfig) and cfg.by is not None:
+        raise ConfigError(
+            f"{run} is a `descent fit --by {cfg.by}` run: every group is fitted at once, in "
+            "one go, and no checkpoint is written, so there is nothing to resume or extend; "
+            "fit again (--overwrite replaces this run), with --epochs for more steps"
+        )
+    if isinstance(cfg, TrainConfig) and cfg.model == "mean":
+        raise ConfigError(
+            f"{run} is a `descent train --model mean` run: the class means are computed in "
+            "one pass and nothing is trained, so there is nothing to resume or extend"
+        )
+
+
 def resume_command(
     run_dir: str | Path,
     console: Console | None = None,
@@ -182,6 +199,7 @@ def resume_command(
                 f"{run.path / 'config.json'}: belongs to run {run_id}, but the folder's run is "
                 f"{run.run_id} (files of two runs are mixed here); start a new run"
             )
+        check_resumable(cfg, run.path)
         manifest = _data_manifest(run.path)
         where = cfg.source if isinstance(cfg, TrainConfig) else cfg.data
         if data is not None:

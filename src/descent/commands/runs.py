@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from descent.commands.config import FitConfig, TrainConfig
+from descent.errors import ConfigError
 from descent.io.checkpoints import ResumeFrom
 from descent.io.files import check_writable, write_json
 from descent.io.fingerprint import BUNDLED, Fingerprint, fingerprint
@@ -49,16 +50,45 @@ def check_outputs(
     claimed already), --json, and fit's --animate."""
     if cfg.out is not None and not resuming:
         check_out(cfg.out, overwrite)
+    data = cfg.data if isinstance(cfg, FitConfig) else cfg.source
     if cfg.json is not None:
         check_writable(cfg.json, "--json")
+        check_outside_run(cfg.json, "--json", cfg.out)
+        check_not_input(cfg.json, "--json", data)
     if isinstance(cfg, FitConfig) and cfg.animate is not None:
-        from descent.errors import ConfigError
-
         if Path(cfg.animate).suffix.lower() != ".gif":
             raise ConfigError(
                 f"--animate {cfg.animate}: the animation is written as GIF; name it *.gif"
             )
         check_writable(cfg.animate, "--animate")
+        check_outside_run(cfg.animate, "--animate", cfg.out)
+        check_not_input(cfg.animate, "--animate", data)
+
+
+def check_not_input(path: str, option: str, data: str | None) -> None:
+    """Refuse an output that is the run's own data file (or lies in its data folder)."""
+    if data is None:
+        return
+    target, source = Path(path).expanduser().resolve(), Path(data).expanduser().resolve()
+    if target == source or source in target.parents:
+        raise ConfigError(
+            f"{option} {path}: that is the run's data ({data}); writing there would replace "
+            "it: give another file name"
+        )
+
+
+def check_outside_run(path: str, option: str, out: str | None) -> None:
+    """Refuse an extra output (--json, --animate, --tensorboard) that is the run folder
+    --out or lies inside it: the folder holds only the run's own files (a file of the
+    same name would be overwritten, and a new run into a non-empty folder is refused)."""
+    if out is None:
+        return
+    target, folder = Path(path).expanduser().absolute(), Path(out).expanduser().absolute()
+    if target == folder or folder in target.parents:
+        raise ConfigError(
+            f"{option} {path}: inside the run folder {out}, which holds only the run's own "
+            "files; give a path outside it"
+        )
 
 
 def with_absolute_paths(cfg: Config) -> Config:

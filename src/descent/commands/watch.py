@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TextIO
 
 from descent.errors import ConfigError
+from descent.options import WATCH_INTERVAL, finite_number
 from descent.watch.follow import RunFollower, find_runs
 from descent.watch.session import WatchSession
 
@@ -27,6 +28,12 @@ def watch_command(
     returns the number of runs it showed. The folders are read again when their files
     change, at most every `interval` seconds."""
     out = out or sys.stdout
+    low, high = WATCH_INTERVAL
+    if not (finite_number(interval) and low <= interval <= high):
+        raise ConfigError(
+            f"--interval {interval}: give the seconds between looks at the files, from "
+            f"{low:g} to {high:g} (default 1)"
+        )
     missing = [str(p) for p in paths if not Path(p).is_dir()]
     if missing:
         raise ConfigError(f"{', '.join(missing)}: no such folder; give run folders or runs/")

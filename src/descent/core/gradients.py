@@ -12,7 +12,8 @@ Python function called with the variables as keyword arguments. Everything is fl
 
 Rules:
 - Without data every name in the formula is a variable and needs a value. A value is a
-  number or a list of numbers (the book's rank-1 tensor); lists must broadcast together.
+  number or a list of numbers (the book's rank-1 tensor) of at most MAX_VALUES (1,000);
+  lists must broadcast together. With data, a formula's variables are single numbers.
 - A vector result is differentiated as its sum (the book's `.sum()`); for an elementwise
   function (every formula is one) that gives each element its own derivative.
   `sum=True` also reports the sum as the value.
@@ -40,6 +41,9 @@ from descent.errors import ConfigError, DataError
 from descent.models.formula import parse_formula
 
 EPS = torch.finfo(torch.float64).eps
+# The most values one variable may have: the central-difference check evaluates the whole
+# function twice per value, so m values cost ~m^2 work (1,000 take well under a second).
+MAX_VALUES = 1_000
 Number = float | list[float]
 
 
@@ -164,6 +168,18 @@ def _mse(f, variables, data, target):
     target = target if target is not None else _target(header, inputs, variables, where)
     if target not in header:
         raise DataError(f"{where}: no column {target!r}; its columns are {header}")
+    if target in inputs:
+        raise DataError(
+            f"{where}: the target {target!r} (--y) is also an input of the formula; the "
+            "target is the column the formula predicts: name another one"
+        )
+    if isinstance(f, str):  # a formula's parameters are numbers, one per name
+        for k, v in variables.items():
+            if v.dim() > 0:
+                raise ConfigError(
+                    f"{k} = {_show(_py(v))}: with data each variable of a formula is one "
+                    f"number (a parameter, the same for every row); give {k}=VALUE"
+                )
     table = load([*inputs, target])  # name -> (n,) float64
     t = table.pop(target)  # (n,)
     if isinstance(f, str):
@@ -281,8 +297,16 @@ def _tensor(name: str, value: Any) -> torch.Tensor:
         raise ConfigError(f"{name} = {value!r}: give a number or a list of numbers") from None
     if t.dim() > 1 or t.numel() == 0:
         raise ConfigError(f"{name}: give a number or a non-empty list, got shape {tuple(t.shape)}")
+    if t.numel() > MAX_VALUES:
+        raise ConfigError(
+            f"{name}: {t.numel():,} values; at most {MAX_VALUES:,} are checked (two "
+            "evaluations of the function each): give fewer"
+        )
     if not torch.isfinite(t).all():
-        raise ConfigError(f"{name} = {value!r}: values must be finite")
+        bad = int((~torch.isfinite(t.reshape(-1))).nonzero()[0])
+        where = f" (value {bad + 1} of {t.numel()})" if t.dim() else ""
+        shown = _show(_py(t.reshape(-1)[bad]))
+        raise ConfigError(f"{name} = {shown}{where}: values must be finite")
     return t
 
 

@@ -34,7 +34,7 @@ from descent.core.progress import ProgressDisplay
 from descent.core.result import FitResult
 from descent.data.batches import Batches
 from descent.distributed.devices import resolve_device
-from descent.errors import FormulaError
+from descent.errors import ConfigError, DataError, FormulaError
 from descent.fitting.bounds import (
     AT_BOUND_NOTE,
     at_bounds,
@@ -167,6 +167,13 @@ def fit_curve(
         result = setup.learner.fit(epochs)
     except NotFinite as e:
         check_start(model, x, y)  # raises, saying where
+        if sigma is not None:  # finite unweighted: the weights 1/sigma overflow
+            small = float(sigma.min())
+            raise DataError(
+                f"{e}: the formula is finite there, but the residuals divided by --sigma "
+                f"(as small as {small:.3g}) overflow float64; give the uncertainties in "
+                "units nearer the data's (or fit without --sigma)"
+            ) from None
         raise FormulaError(f"{e}; choose other starting values (--init name=value)") from None
     if optimizer == "lm" and result.stopped in (StopReason.MAX_EPOCHS, StopReason.NO_PROGRESS):
         # One retry from the start with strong damping (MINPACK's tau = 0.1 style):
@@ -202,6 +209,13 @@ def prepare_start(
     parameter starts outside its bounds: before any fit, or any run folder."""
     bounds = parse_bounds(bounds, model.names)
     fixed = parse_fixed(fixed, model.names)
+    for name, value in fixed.items():
+        lo, hi = bounds.get(name, (-math.inf, math.inf))
+        if not lo <= value <= hi:
+            raise ConfigError(
+                f"--fix {name}={value:g} is outside --bounds {name}={lo:g}:{hi:g}: a held "
+                "parameter needs no bounds; drop one of the two"
+            )
     with torch.no_grad():
         for name, value in fixed.items():
             model.params[model.names.index(name)] = value

@@ -43,6 +43,10 @@ def parse_fixed(
             raise ConfigError(f"--fix {item!r}: {text!r} is not a number") from None
         if value != value or value in (float("inf"), float("-inf")):
             raise ConfigError(f"--fix {item!r}: a fixed value must be finite")
+        if name in out:
+            raise ConfigError(
+                f"--fix: {name} is fixed twice ({out[name]:g} and {value:g}); give one value"
+            )
         out[name] = value
     if len(out) == len(names):
         raise ConfigError(

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from descent.errors import CheckpointError, ConfigError
+from descent.errors import CheckpointError, ConfigError, OutputError
 
 MAX_JSON_DEPTH = 64  # nesting levels of any JSON file read back
 MAX_JSON_BYTES = 256 * 2**20  # a checkpoint of a million epochs' history is ~150 MB
@@ -35,21 +35,33 @@ _MODE = _file_mode()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file, fsync and rename."""
+    """Write `data` to `path` via a temporary file, fsync and rename. OutputError names
+    the path when it cannot be written (a folder in the way, no permission, a full disk):
+    the old file, if any, is left as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, _MODE)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _cannot_write(path, e) from None
+    try:
+        os.fchmod(fd, _MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _cannot_write(path, e) from None
         raise
     _fsync_dir(path.parent)
+
+
+def _cannot_write(path: Path, e: OSError) -> OutputError:
+    why = "it is a folder" if path.is_dir() else (e.strerror or str(e))
+    return OutputError(f"{path}: cannot be written ({why}); choose another path")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -149,12 +161,23 @@ def check_writable(path: str | Path, option: str, *, folder: bool = False) -> Pa
             )
     except OSError as e:
         raise ConfigError(f"{option} {path}: cannot be used ({e.strerror})") from None
-    if not os.access(where, os.W_OK | os.X_OK):
+    if not os.access(where, os.W_OK | os.X_OK) or not _can_create_in(where):
         raise ConfigError(
             f"{option} {path}: {where} is not writable (permission denied or a read-only "
             f"file system): choose another {option}"
         )
     return path
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be made in `folder`: tried, not guessed (os.access says yes to
+    root everywhere, and knows nothing of /proc or a read-only mount). The trial file
+    has no name where the system allows it (O_TMPFILE), and is gone at once."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 def _finite(obj: Any) -> Any:

@@ -171,14 +171,17 @@ class RunDir:
         folder = Path(path).expanduser()
         if not folder.is_dir():
             raise CheckpointError(f"{folder}: no such run directory")
+        not_a_run = RunFolderError(
+            f"{folder}: not a descent run folder (no {MARKER}); give the folder a "
+            "`descent train` or `descent fit` run wrote"
+        )
+        if read_marker(folder) is None:  # before the lock: nothing is made in the folder
+            raise not_a_run
         lock = FolderLock(folder).acquire(command)
         try:
             marker = read_marker(folder)
             if marker is None:
-                raise RunFolderError(
-                    f"{folder}: not a descent run folder (no {MARKER}); give the folder a "
-                    "`descent train` or `descent fit` run wrote"
-                )
+                raise not_a_run
         except BaseException:
             lock.release()
             raise

@@ -60,7 +60,7 @@ def save_animation(
     one frame per snapshot (step, predictions), written atomically."""
     import matplotlib.animation as animation
 
-    from descent.errors import ConfigError
+    from descent.errors import ConfigError, OutputError
 
     target = Path(path)
     if target.suffix.lower() != ".gif":
@@ -84,10 +84,12 @@ def save_animation(
 
     anim = animation.FuncAnimation(fig, draw, frames=len(snapshots), blit=False)
     tmp = target.with_name(f".{target.name}.tmp.gif")
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         anim.save(tmp, writer=animation.PillowWriter(fps=4))
         atomic_write_bytes(target, tmp.read_bytes())
+    except OSError as e:
+        raise OutputError(f"--animate {path}: cannot be written ({e.strerror or e})") from None
     finally:
         tmp.unlink(missing_ok=True)
     return target

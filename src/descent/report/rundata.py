@@ -193,7 +193,9 @@ def run_title(config: Mapping[str, Any]) -> str:
     """A run's title from its config.json: "train mnist-sample (3, 7), linear"."""
     if config.get("command") == "train":
         classes = config.get("classes")
-        which = f" ({', '.join(map(str, classes))})" if classes else ""
+        which = (
+            f" ({', '.join(map(str, classes))})" if isinstance(classes, list) and classes else ""
+        )
         return f"train {config.get('source', '')}{which}, {config.get('model', '')}"
     if config.get("command") == "fit":
         return f"fit {config.get('y', '')} = {config.get('model', '')}"
@@ -284,7 +286,7 @@ def _fit_data(model: Any, config: dict) -> dict[str, Any]:
     from descent.data.tables import read_table
 
     inputs = list(getattr(getattr(model, "formula", None), "inputs", []))
-    if not inputs or not config.get("data") or not config.get("y"):
+    if not inputs or not all(isinstance(config.get(k), str) and config[k] for k in ("data", "y")):
         return {}
     try:
         table = read_table(

@@ -18,6 +18,7 @@ prints how to resume, and the CLI exits 130.
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 import sys
 from collections.abc import Callable, Mapping
@@ -60,6 +61,11 @@ class WatchSession:
     ) -> None:
         if not 0 <= port <= 65535:
             raise ConfigError(f"--port {port}: give a port from 1 to 65535, or 0 for a free one")
+        if not host.strip():
+            raise ConfigError(
+                "--host '': give an address to listen on: 127.0.0.1 (this machine only, the "
+                "default) or 0.0.0.0 (every interface)"
+            )
         self.host, self.out = host, out or sys.stdout
         self.batch_interval, self.image_interval = batch_interval, image_interval
         self.log = EventLog()
@@ -73,10 +79,7 @@ class WatchSession:
                 extra_hosts=_own_names() if host not in LOOPBACK else (),
             )
         except OSError as e:
-            raise ConfigError(
-                f"--watch cannot listen on {host}:{port}: {e.strerror or e}; "
-                "choose another --port (0 picks a free one)"
-            ) from None
+            raise _listen_error(host, port, e) from None
 
     @property
     def url(self) -> str:
@@ -140,3 +143,16 @@ def _own_names() -> list[str]:
     with contextlib.suppress(OSError):
         names.update(socket.gethostbyname_ex(socket.gethostname())[2])
     return sorted(n for n in names if n)
+
+
+def _listen_error(host: str, port: int, e: OSError) -> ConfigError:
+    """Why the server could not listen, naming the option that is wrong."""
+    if isinstance(e, socket.gaierror) or e.errno == errno.EADDRNOTAVAIL:
+        return ConfigError(  # the name does not resolve, or is not this machine's
+            f"--host {host}: not an address of this machine ({e.strerror or e}); give "
+            "127.0.0.1 (the default), 0.0.0.0 (every interface) or one of its own addresses"
+        )
+    return ConfigError(
+        f"--watch cannot listen on {host}:{port}: {e.strerror or e}; "
+        "choose another --port (0 picks a free one)"
+    )
