@@ -125,3 +125,35 @@ def test_learner_on_cuda_keeps_data_there_and_equals_cpu():
         learn.fit(3)
         results[dev] = model.weight.detach().cpu()
     torch.testing.assert_close(results["cuda"], results["cpu"], atol=1e-5, rtol=1e-5)
+
+
+def _groups_table(path):
+    rows = ["g,t,y"] + [f"{g},{t},{(g + 1) * 0.5 * t + g}" for g in range(3) for t in range(6)]
+    path.write_text("\n".join(rows) + "\n")
+    return ["fit", str(path), "--model", "a*t + b", "--y", "y", "--by", "g", "--no-plots"]
+
+
+def test_fit_by_refuses_mps_before_any_folder_and_runs_on_the_cpu(tmp_path, capsys):
+    args = _groups_table(tmp_path / "g.csv")
+    assert main([*args, "--device", "mps", "--out", str(tmp_path / "m")]) == 2
+    assert "float64" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+    assert main([*args, "--device", "cpu", "--out", str(tmp_path / "c")]) == 0
+    assert "on cpu" in capsys.readouterr().out
+
+
+@pytest.mark.cuda
+def test_fit_by_on_cuda_equals_the_cpu(tmp_path, capsys):
+    args = _groups_table(tmp_path / "g.csv")
+    for dev in ("cpu", "cuda"):
+        assert main([*args, "--device", dev, "--out", str(tmp_path / dev)]) == 0
+    assert "on cuda" in capsys.readouterr().out
+    cpu = (tmp_path / "cpu" / "groups.csv").read_text().splitlines()
+    gpu = (tmp_path / "cuda" / "groups.csv").read_text().splitlines()
+    assert cpu[0] == gpu[0]
+    for a, b in zip(cpu[1:], gpu[1:], strict=True):
+        for u, v in zip(a.split(","), b.split(","), strict=True):
+            try:
+                assert float(u) == pytest.approx(float(v), rel=1e-9, abs=1e-12)
+            except ValueError:
+                assert u == v

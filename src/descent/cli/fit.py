@@ -7,6 +7,7 @@ import argparse
 from descent.cli.common import (
     ExitStatus,
     add_checkpoint_options,
+    add_device_options,
     add_output_options,
     add_schedule_option,
     add_watch_options,
@@ -138,6 +139,7 @@ def add_statistics_options(fit: argparse.ArgumentParser) -> None:
         help="fit the formula to every group of rows sharing a value of COL, all at "
         "once; writes groups.csv",
     )
+    add_device_options(fit)
 
 
 def run_fit(args: argparse.Namespace) -> int:

@@ -44,6 +44,7 @@ from descent.commands.runs import (
 from descent.core.events import CancelFit, StopReason
 from descent.data.table_rows import read_text_column
 from descent.distributed.devices import resolve_device
+from descent.distributed.threads import set_threads
 from descent.errors import ConfigError, DataError
 from descent.fitting.bounds import check_inside, parse_bounds
 from descent.fitting.fixed import parse_fixed
@@ -133,6 +134,7 @@ def fit_groups_command(
     start.update(fixed)
     check_inside({n: start[n] for n in bounds}, bounds)  # before the run folder is made
     data = _on_device(data, cfg.device)
+    set_threads(cfg.threads)
     run, cfg = start_run(
         cfg, "fit", cfg.data, overwrite=overwrite,
         warn=lambda m: console.print(f"[yellow]warning:[/] {m}"),
