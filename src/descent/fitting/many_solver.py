@@ -179,7 +179,7 @@ def levenberg_marquardt(
     out_status = torch.full((k,), RUNNING, dtype=i64, device=dev)
     out_steps = torch.zeros(k, dtype=i64, device=dev)
     if k == 0:  # no group to fit (retire() would never find the last one stopped)
-        return out_b, out_status, out_steps, out_hs, out_jtj
+        return out_b, out_status, out_steps, out_hs, out_jtj, ""
     s = {  # the carried groups' state; group i (last dim) is the outputs' pos[i]
         "pos": torch.arange(k, device=dev),
         "alive": torch.ones(k, dtype=torch.bool, device=dev),  # not stopped yet
