@@ -74,7 +74,10 @@ class Runner:
     """Runs the jobs as fresh processes, each `descent` run in a new run folder."""
 
     def __init__(self, csv: Path, work: Path, prefix: list[str] | None = None) -> None:
-        self.args, self.work, self.prefix, self.count = job_args(csv), work, prefix or [], 0
+        self.args, self.work, self.prefix = job_args(csv), work, prefix or []
+        # runners share `work`: numbering goes on from the folders already there (a
+        # descent run refuses an --out that holds another run)
+        self.count = len(list(work.glob("run*")))
 
     def command(self, name: str) -> list[str]:
         if name in (FLOOR, FROZEN):

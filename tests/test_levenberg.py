@@ -63,14 +63,15 @@ def test_load_state_dict_refuses_another_optimizers_state():
 
 def test_a_small_fit_imports_neither_dynamo_nor_sympy(tmp_path):
     """Constructing a torch.optim.Optimizer imports torch._dynamo, and autograd.grad
-    given grad_outputs imports sympy: ~2 s together, more than a small fit takes."""
+    given grad_outputs imports sympy: ~2 s together, more than a small fit takes;
+    pyarrow's conversions of Python or numpy objects import pandas (~0.1 s)."""
     csv = tmp_path / "d.csv"
     csv.write_text("t,y\n" + "".join(f"{t},{0.75 * (t - 9.5) ** 2 + t % 3}\n" for t in range(20)))
     code = (
         "import sys; from descent.cli import main; "
         f"assert main(['fit', {str(csv)!r}, '--model', 'a*t**2 + b*t + c', '--y', 'y', "
         f"'--no-plots', '-q', '--out', {str(tmp_path / 'run')!r}]) == 0; "
-        "heavy = sorted({'torch._dynamo', 'sympy', 'matplotlib'} & set(sys.modules)); "
+        "heavy = sorted({'torch._dynamo', 'sympy', 'matplotlib', 'pandas'} & set(sys.modules)); "
         "assert not heavy, heavy"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

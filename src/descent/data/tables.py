@@ -25,7 +25,7 @@ import torch
 from rich.console import Console
 
 from descent.data import table_parquet, table_text
-from descent.data.table_cells import MISSING, SHOW, CellChecker, fill
+from descent.data.table_cells import MISSING, SHOW, CellChecker, fill, float_values
 from descent.errors import DataError
 
 __all__ = ["MISSING", "SHOW", "Table", "check_enough_rows", "read_table"]
@@ -127,7 +127,7 @@ def read_table(
     n_rows = got.num_rows
     tensors = {}
     for name in wanted:  # each (n,); the Arrow column is freed as soon as it is copied
-        chunks = [chunk.to_numpy() for chunk in got.column(name).chunks]
+        chunks = [float_values(chunk) for chunk in got.column(name).chunks]
         got = got.drop_columns([name])
         tensors[name] = fill(chunks, n_rows, dtype)
     return Table(path, header, tensors, n_rows)
