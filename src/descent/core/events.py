@@ -21,7 +21,7 @@ rule raises CancelFit with a StopReason; the fit ends with that reason.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from enum import Enum
 from typing import Any
 
@@ -123,6 +123,28 @@ def handlers_by_event(callbacks: list[Callback]) -> dict[str, list[Callable[[], 
     those that override it: an event no callback handles is a loop over []."""
     callbacks.sort(key=lambda cb: cb.order)
     return {e: [getattr(cb, e) for cb in callbacks if e in cb.handled_events()] for e in EVENTS}
+
+
+class Callbacks:
+    """The callbacks of a loop and their dispatch: `fire(event)` calls, in order, the
+    method of each callback that handles `event` (the Learner's base)."""
+
+    callbacks: list[Callback]
+
+    def add_callbacks(self, callbacks: Iterable[Callback]) -> None:
+        for cb in callbacks:
+            cb.learner = self
+            self.callbacks.append(cb)
+        self._handlers = handlers_by_event(self.callbacks)  # sorts them by order
+
+    def remove_callbacks(self, callbacks: Iterable[Callback]) -> None:
+        for cb in callbacks:
+            self.callbacks.remove(cb)
+        self._handlers = handlers_by_event(self.callbacks)
+
+    def fire(self, event: str) -> None:
+        for handler in self._handlers[event]:
+            handler()
 
 
 # Give the base class a no-op method per event, so `handled_events` can compare.

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from descent.core.events import Callback, CancelEpoch, CancelFit, StopReason, handlers_by_event
+from descent.core.events import Callback, Callbacks, CancelEpoch, CancelFit, StopReason
 from descent.core.fused import choose_gradient
 from descent.core.guards import default_callbacks
 from descent.core.losses import get_loss
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from descent.distributed.group import Group
 
 
-class Learner(LearnerState):
+class Learner(LearnerState, Callbacks):
     """Trains `model` on `train` batches by gradient descent, watching `valid`.
 
     Args:
@@ -90,22 +90,6 @@ class Learner(LearnerState):
         defaults = [cb for cb in default_callbacks(progress, guards) if type(cb) not in given]
         self.add_callbacks(defaults + callbacks)
 
-    # -- callbacks ---------------------------------------------------------------
-    def add_callbacks(self, callbacks: Iterable[Callback]) -> None:
-        for cb in callbacks:
-            cb.learner = self
-            self.callbacks.append(cb)
-        self._handlers = handlers_by_event(self.callbacks)  # sorts them by order
-
-    def remove_callbacks(self, callbacks: Iterable[Callback]) -> None:
-        for cb in callbacks:
-            self.callbacks.remove(cb)
-        self._handlers = handlers_by_event(self.callbacks)
-
-    def _do(self, event: str) -> None:
-        for handler in self._handlers[event]:
-            handler()
-
     # -- the seven steps ----------------------------------------------------------
     def predict(self, xb: torch.Tensor) -> torch.Tensor:
         """Step 2: predictions for a batch."""
@@ -139,19 +123,19 @@ class Learner(LearnerState):
         return loss
 
     def one_batch(self) -> None:
-        self._do("before_batch")
+        self.fire("before_batch")
         self.preds = self.predict(self.xb)  # [2 predict]
-        self._do("after_pred")
+        self.fire("after_pred")
         self.loss = self.calc_loss(self.preds, self.yb)  # [3 loss]
-        self._do("after_loss")
+        self.fire("after_loss")
         self.batch_losses.append(self.loss.detach())  # summed on device, synced per epoch
         if self.training:
             self.backward()  # [4 gradient]
-            self._do("after_backward")
+            self.fire("after_backward")
             self.step()  # [5 step]
             self.zero_grad()
             self.batches_done += 1
-            self._do("after_step")
+            self.fire("after_step")
         self.runner.stop_point("after_batch")  # a stop on any process stops all
 
     # -- epochs ---------------------------------------------------------------------
@@ -161,7 +145,7 @@ class Learner(LearnerState):
         self.training = True
         if not self.model.training:  # validate() left it in eval mode (nn.Module.train is slow)
             self.model.train()
-        self._do("before_train")
+        self.fire("before_train")
         self.batch_losses = self.train_losses
         start = self.batches_done
         try:
@@ -171,7 +155,7 @@ class Learner(LearnerState):
         except CancelEpoch:
             pass
         self.train_loss = self.train_batches.mean_of(self.train_losses)
-        self._do("after_train")
+        self.fire("after_train")
 
     def validate(self) -> None:
         """Losses and metrics on the validation batches, under torch.no_grad()."""
@@ -180,7 +164,7 @@ class Learner(LearnerState):
             return
         self.training = False
         self.model.eval()
-        self._do("before_validate")
+        self.fire("before_validate")
         for m in self.metrics:
             m.reset()
         with torch.no_grad():
@@ -191,11 +175,11 @@ class Learner(LearnerState):
                 for m in self.metrics:
                     m.accumulate(self.preds, self.yb)
             self.valid_loss = self.valid_batches.mean_of(self.batch_losses)
-        self._do("after_validate")
+        self.fire("after_validate")
 
     def one_epoch(self) -> None:
         t0 = time.perf_counter()
-        self._do("before_epoch")
+        self.fire("before_epoch")
         self.train_epoch()
         self.validate()
         self.record = self._make_record(time.perf_counter() - t0)
@@ -228,7 +212,7 @@ class Learner(LearnerState):
         self.stopped, self.stop_message = None, ""
         t0 = time.perf_counter()
         try:
-            self._do("before_fit")
+            self.fire("before_fit")
             self.apply_pending_state()  # a checkpoint's callbacks and RNGs (core/state.py)
             while len(self.history) < epochs:
                 self.epoch = len(self.history)  # the epoch in progress, 0-based
@@ -242,7 +226,7 @@ class Learner(LearnerState):
             self.epoch = len(self.history)
             self.stopped, self.stop_message = stopped, message
             try:
-                self._do("after_fit")
+                self.fire("after_fit")
             finally:
                 self.remove_callbacks(extra)
         return FitResult(

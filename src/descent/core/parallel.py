@@ -48,7 +48,7 @@ class OneProcess:
         return gradient
 
     def stop_point(self, event: str) -> None:
-        self.learner._do(event)
+        self.learner.fire(event)
 
     def reduce_epoch(self) -> None:
         pass
@@ -76,7 +76,7 @@ class ProcessGroupRun(OneProcess):
     def stop_point(self, event: str) -> None:
         stop = None
         try:
-            self.learner._do(event)
+            self.learner.fire(event)
         except CancelFit as e:
             stop = e
         agreed = self.group.agree(stop_code(stop, self.learner))

@@ -40,7 +40,7 @@ class MeanImageClassifier(nn.Module):
         self.scale = 1.0 / 255.0  # uint8 pixels -> [0, 1]
 
     @torch.no_grad()
-    def fit(self, images: torch.Tensor, targets: torch.Tensor, chunk: int = 4096):
+    def fit(self, images: torch.Tensor, targets: torch.Tensor, chunk: int = 1024):
         """Average the images of each class: images (n, h, w) uint8, targets (n,) in
         0..k-1. Summed in chunks, so no float copy of the data set exists."""
         targets = targets.reshape(-1).long()
