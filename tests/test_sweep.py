@@ -186,3 +186,29 @@ def test_cli_lr_sweep(tmp_path, capsys):
     assert len(summary["lrs"]) == 4 and summary["best_lr"] in summary["lrs"]
     assert (out / "sweep.png").stat().st_size > 1000
     assert "<- best" in printed
+
+
+@pytest.mark.parametrize("loss, k", [("bce", 1), ("mnist", 1), ("cross_entropy", 3)])
+def test_pixel_classifier_copies_gradients_by_hand_equal_autograd(loss, k):
+    """The sweep's step 4 for PixelClassifier (backward_stacked and the stacked losses'
+    closed forms) against autograd through the same stacked forward, copy by copy."""
+    from descent.core.losses import STACKED_GRADS, STACKED_LOSSES, get_loss
+
+    gen = torch.Generator().manual_seed(0)
+    model = PixelClassifier(784, k, init_std=0.1, seed=2)
+    x = torch.randint(0, 256, (37, 28, 28), dtype=torch.uint8, generator=gen)
+    y = torch.randint(0, max(k, 2), (37,), generator=gen)
+    params = {n: p.detach().unsqueeze(0).repeat(5, *[1] * p.dim()) for n, p in
+              model.named_parameters()}  # fmt: skip
+    for i, v in enumerate(params.values()):
+        v.add_(torch.randn(v.shape, generator=gen) * 0.05 * (i + 1)).requires_grad_(True)
+    func = get_loss(loss)
+    losses = STACKED_LOSSES[func](model.forward_stacked(params, x), y)
+    losses.sum().backward()
+    xf = model.pixels(x)
+    with torch.no_grad():
+        ours, g = STACKED_GRADS[func](model.forward_stacked(params, xf), y)
+        grads = model.backward_stacked(xf, g)
+    torch.testing.assert_close(ours, losses.detach(), rtol=1e-6, atol=1e-7)
+    for name, p in params.items():
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-5, atol=1e-7)

@@ -114,6 +114,44 @@ STACKED_LOSSES = {
 }
 
 
+# With their gradients, for models that take K copies' step 4 by hand (PixelClassifier's
+# backward_stacked): (K, n, ...) scores -> the (K,) losses and dL_i/dscores_i, the gradient
+# of the summed losses (K, n, ...). tests/test_sweep.py checks them against autograd.
+
+
+def _stacked_bce_grad(p: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    s = p.reshape(len(p), -1)  # (K, n)
+    g = s.sigmoid().sub_(t.reshape(1, -1).to(s.dtype)).div_(s.shape[1])
+    return _stacked_bce(p, t), g.view_as(p)
+
+
+def _stacked_mnist_grad(p: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    s = p.reshape(len(p), -1).sigmoid()
+    pos = t.reshape(1, -1) == 1
+    dp = s * (1 - s)
+    g = torch.where(pos, -dp, dp).div_(s.shape[1])
+    return torch.where(pos, 1 - s, s).mean(1), g.view_as(p)
+
+
+def _stacked_cross_entropy_grad(
+    p: torch.Tensor, t: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    kk, n, k = p.shape
+    logp = p.log_softmax(2)
+    index = t.reshape(1, n, 1).expand(kk, n, 1)
+    losses = -logp.gather(2, index).view(kk, n).mean(1)
+    g = logp.exp_()  # softmax, then minus one-hot
+    g.scatter_add_(2, index, g.new_full((kk, n, 1), -1.0))
+    return losses, g.div_(n)
+
+
+STACKED_GRADS = {
+    bce: _stacked_bce_grad,
+    mnist_loss: _stacked_mnist_grad,
+    cross_entropy: _stacked_cross_entropy_grad,
+}
+
+
 def stacked_accepts(loss_func, preds: torch.Tensor, yb: torch.Tensor) -> bool:
     """Whether the built-in loss takes one copy's predictions preds[i] for targets yb
     (otherwise the vmapped call runs, and raises the loss's own shape error)."""

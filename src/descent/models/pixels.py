@@ -74,6 +74,15 @@ class PixelClassifier(nn.Module):
         out = torch.addmm(b.reshape(kk * k, 1), w.reshape(kk * k, -1), x.t(), alpha=self.scale)
         return out.view(kk, k, -1).transpose(1, 2)
 
+    def backward_stacked(self, x: torch.Tensor, g: torch.Tensor) -> dict[str, torch.Tensor]:
+        """[4 gradient] by hand for K copies (tuning/sweep.py): from g = dL_i/dscores_i
+        (K, n, k) and the float pixels x (n, 784), each copy's gradients, stacked:
+        weights (K, k, 784) = scale * g_i.T @ x in one (K*k, n) @ (n, 784) product,
+        bias (K, k) = g_i summed over the batch."""
+        kk, n, k = g.shape
+        gw = torch.mm(g.transpose(1, 2).reshape(kk * k, n), x).mul_(self.scale)
+        return {"weights": gw.view(kk, k, -1), "bias": g.sum(1)}
+
     def config(self) -> dict:
         """Constructor arguments, for model.json."""
         return {

@@ -42,7 +42,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from descent.core.events import CancelFit
-from descent.core.losses import STACKED_LOSSES, get_loss, stacked_accepts
+from descent.core.losses import STACKED_GRADS, STACKED_LOSSES, get_loss, stacked_accepts
 from descent.core.metrics import Metric, get_metric
 from descent.core.optim import make_optimizer
 from descent.data.batches import Batches
@@ -236,6 +236,7 @@ def lr_sweep(
     device = next(iter(stacked.values())).device
     alive = torch.ones(k, dtype=torch.bool, device=device)  # (K,) on device: no sync per batch
     run = _runner(model, loss_func, {**fixed, **buffers})
+    train_batch = _gradients(model, loss_func, run, {**fixed, **buffers})
     metric_sets = [
         [copy.deepcopy(get_metric(m) if isinstance(m, str) else m) for m in metrics]
         for _ in range(k)
@@ -256,11 +257,10 @@ def lr_sweep(
             model.train()
             batch_losses = []
             for batch_no, (xb, yb) in enumerate(train.epoch(epoch), 1):
-                _, batch = run(stacked, xb, yb)  # (K,)
-                batch.sum().backward()  # copy i's gradient lands in row i
-                alive &= torch.isfinite(batch.detach())
+                batch = train_batch(stacked, xb, yb)  # (K,); copy i's gradient in row i
+                alive &= torch.isfinite(batch)
                 _step(opt, stacked, directions, rates, alive, wd, decoupled)
-                batch_losses.append(batch.detach())
+                batch_losses.append(batch)
                 if on_batch is not None:
                     on_batch(epoch + 1, batch_no)
             train_loss = train.mean_of(batch_losses).tolist()  # (K,) -> floats, one sync
@@ -313,6 +313,35 @@ def _runner(model: torch.nn.Module, loss_func: Callable, extra: dict[str, torch.
         return generic(params, xb, yb)
 
     return run
+
+
+def _gradients(model: torch.nn.Module, loss_func: Callable, run, extra: dict):
+    """(stacked params, xb, yb) -> the (K,) losses, with each copy's gradient in row i of
+    each parameter's .grad: by hand where the model has `backward_stacked` of its own
+    (PixelClassifier) and the loss a closed form (bce, mnist, cross-entropy; one (K*k, n)
+    @ (n, 784) product instead of autograd's graph), else one backward of the summed
+    losses (no copy's loss depends on another's parameters)."""
+    by_hand = STACKED_GRADS.get(loss_func)
+    if by_hand is None or extra or "backward_stacked" not in type(model).__dict__:
+        by_hand = None
+
+    def autograd(params, xb, yb):
+        _, losses = run(params, xb, yb)
+        losses.sum().backward()
+        return losses.detach()
+
+    def fused(params, xb, yb):
+        with torch.no_grad():
+            x = model.pixels(xb)  # (n, 784) floats, converted once for both products
+            preds = model.forward_stacked(params, x)
+            if not stacked_accepts(loss_func, preds, yb):
+                return autograd(params, xb, yb)  # raises the loss's own shape error
+            losses, g = by_hand(preds, yb)
+            for name, grad in model.backward_stacked(x, g).items():
+                params[name].grad = grad
+        return losses
+
+    return autograd if by_hand is None else fused
 
 
 @torch.no_grad()
