@@ -330,15 +330,16 @@ def _gradients(model: torch.nn.Module, loss_func: Callable, run, extra: dict):
         losses.sum().backward()
         return losses.detach()
 
+    @torch.no_grad()
     def fused(params, xb, yb):
-        with torch.no_grad():
-            x = model.pixels(xb)  # (n, 784) floats, converted once for both products
-            preds = model.forward_stacked(params, x)
-            if not stacked_accepts(loss_func, preds, yb):
-                return autograd(params, xb, yb)  # raises the loss's own shape error
-            losses, g = by_hand(preds, yb)
-            for name, grad in model.backward_stacked(x, g).items():
-                params[name].grad = grad
+        x = model.pixels(xb)  # (n, 784) floats, converted once for both products
+        preds = model.forward_stacked(params, x)
+        if yb.is_floating_point() or not stacked_accepts(loss_func, preds, yb):
+            with torch.enable_grad():  # float targets, or the loss's own shape error
+                return autograd(params, xb, yb)
+        losses, g = by_hand(preds, yb)
+        for name, grad in model.backward_stacked(x, g).items():
+            params[name].grad = grad
         return losses
 
     return autograd if by_hand is None else fused
