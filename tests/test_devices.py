@@ -16,7 +16,12 @@ from descent.cli import main
 from descent.data.batches import Batches
 from descent.distributed.devices import resolve_device
 from descent.distributed.process import Process
-from descent.distributed.threads import default_threads, prepare_openmp
+from descent.distributed.threads import (
+    default_threads,
+    others_running,
+    prepare_openmp,
+    set_threads,
+)
 from descent.errors import ConfigError
 
 SMALL = ["train", "mnist-sample", "--classes", "3,7", "--no-deskew", "--epochs", "2",
@@ -55,16 +60,37 @@ def test_process_reads_torchruns_variables():
         Process.from_env({"RANK": "x"})
 
 
-def test_default_threads_share_the_usable_cores_among_local_processes():
+def test_default_threads_share_the_cores_not_busy_among_local_processes(tmp_path):
     cores = len(os.sched_getaffinity(0))
-    assert default_threads(Process()) == cores
-    assert default_threads(Process(0, 2, 0, 2)) == max(1, cores // 2)
+    assert default_threads(Process(), busy=0) == cores
+    assert default_threads(Process(), busy=cores) == 1  # every core busy: one thread
+    assert default_threads(Process(), busy=1) == max(1, cores - 1)
+    # torchrun's processes share the cores; the run's own processes are not "busy"
+    assert default_threads(Process(0, 2, 0, 2), busy=5) == max(1, cores // 2)
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("2.63 1.67 1.32 3/86 8357\n")  # this reader and 2 others running
+    assert others_running(loadavg) == 2
+    loadavg.write_text("garbage")
+    assert others_running(loadavg) == 0
+    assert others_running(tmp_path / "missing") == 0
     env = {}
     prepare_openmp(env)
-    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
-    env = {"OMP_WAIT_POLICY": "ACTIVE"}
-    prepare_openmp(env)
-    assert env["OMP_WAIT_POLICY"] == "ACTIVE"  # the user's choice stays
+    assert env == {"GOMP_SPINCOUNT": "10000"}
+    for mine in ({"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "0"}):
+        env = dict(mine)
+        prepare_openmp(env)
+        assert env == mine  # the user's choice stays
+
+
+def test_omp_num_threads_is_the_default_when_set(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert set_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "x")  # not a count: the default
+        assert set_threads() == default_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_header_names_device_and_threads_and_files_are_device_free(tmp_path, capsys):

@@ -111,7 +111,7 @@ def console_main() -> int:
     promised finalizers of objects alive at exit; atexit handlers and the flushing of
     stdout and stderr still run. Not in `main`: a process that goes on after it (a test,
     a notebook) keeps its collector as it is."""
-    prepare_openmp()  # OMP_WAIT_POLICY=PASSIVE, before torch starts OpenMP (threads.py)
+    prepare_openmp()  # OpenMP's spin before it sleeps, set before torch starts it (threads.py)
     status = main(before_run=_import_command_then_freeze)
     gc.freeze()
     return status

@@ -4,7 +4,8 @@ started by torchrun (PyTorch's own launcher, `python -m torch.distributed.run`):
     torchrun --standalone --nproc-per-node N -m descent train ...   (without --nproc)
 
 --standalone gives the rendezvous a free local port. Every process inherits
-OMP_WAIT_POLICY=PASSIVE and, unless set, OMP_NUM_THREADS = the usable cores / N.
+GOMP_SPINCOUNT (distributed/threads.py) and, unless set, OMP_NUM_THREADS = the usable
+cores / N.
 torchrun reports any non-zero exit as a failure (its own status 1); when every failed
 process ended with the same status of descent's (2 bad input, 130 SIGINT, 143
 SIGTERM), that status is this command's, so Ctrl-C still exits 130; a signal to
