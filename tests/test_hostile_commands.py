@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.test_hostile import refused
 
 from descent.cli import main
 from descent.errors import OutputError
@@ -19,18 +20,6 @@ from descent.models.formula import parse_formula
 
 PROC = Path("/proc/self")  # a folder no file can be made in, even by root
 needs_proc = pytest.mark.skipif(not PROC.is_dir(), reason="needs Linux's /proc")
-
-
-def refused(capsys, *argv: str) -> str:
-    """Run the CLI in-process: exit 2, one error message, no traceback; stderr + stdout."""
-    try:
-        status = main(list(argv))
-    except SystemExit as e:  # argparse's own refusals
-        status = e.code
-    out = capsys.readouterr()
-    assert status == 2, out.err + out.out
-    assert "error:" in out.err and "Traceback" not in out.err + out.out
-    return out.err + out.out
 
 
 def listing(folder: Path) -> dict[str, bytes]:
