@@ -101,11 +101,15 @@ def timed_groups(x, y, groups, log: EventLog | None) -> tuple[float, float]:
     feed = None
     if log is not None:
         n = int(groups.max()) + 1
-        samples = []
-        for g in range(0, n, n // 6)[:6]:
-            rows = (groups == g).nonzero().flatten()
-            grid = torch.linspace(float(x[rows].min()), float(x[rows].max()), 100)
-            samples.append(GroupSample(g, str(g), x[rows], y[rows], grid.double(), grid))
+
+        def samples():  # made at the first picture, as the command's are
+            out = []
+            for g in range(0, n, n // 6)[:6]:
+                rows = (groups == g).nonzero().flatten()
+                grid = torch.linspace(float(x[rows].min()), float(x[rows].max()), 100)
+                out.append(GroupSample(g, str(g), x[rows], y[rows], grid.double(), grid))
+            return out
+
         feed = GroupsFeed(log, "bench-by", names=DECAY.params, labels=[str(i) for i in range(n)],
                           samples=samples, curve=DECAY, n_rows=len(y))  # fmt: skip
     fit_many(DECAY, x, y, groups, [1.0, 1.0, 0.0], DECAY.params, on_step=feed)

@@ -204,7 +204,7 @@ def _fit_groups(cfg, run, job, console, say, watch) -> GroupsCommandResult:
         if watch is not None:
             feed = GroupsFeed(
                 watch.log, run.path.name, names=formula.params, labels=labels,
-                samples=_samples(labels, codes, data), curve=formula,
+                samples=lambda: _samples(labels, codes, data), curve=formula,
                 stop=watch.stop, interrupted=lambda: interrupts.signal, n_rows=len(data.y),
                 title=f"fit {cfg.y} = {formula.text} by {cfg.by} · {run.path.name}",
                 config=cfg.to_dict(), interval=watch.image_interval,

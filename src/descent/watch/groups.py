@@ -11,7 +11,8 @@ for the groups' current values (one sync) and appends to the EventLog:
     batch    x (the step), step, loss (sum of the groups' rss / rows: the loss chart)
     groups   step, names, counts {stopped: n}, n_groups, rows (the first ROWS groups:
              group, params, rss, stopped), samples (a few groups: group, curve x and y)
-    group_data  samples (group, x, y): the sampled groups' points, sent once
+    group_data  samples (group, x, y): the sampled groups' points, sent once, before
+                the first picture (the samples are made then: a short fit skips them)
 
 Appending is the log's lock and a list append: the loop never waits on the network.
 `stop` (the page's StopRequest) and `interrupted` (a signal handler's flag) are
@@ -57,7 +58,9 @@ class GroupsFeed:
     Args:
         log: the EventLog the page reads; run: the run's id on the page.
         names: the parameters; labels: the groups' labels (in code order).
-        samples: the groups whose curves are drawn; curve(grid, params (p,)) -> y.
+        samples: the groups whose curves are drawn, or a function giving them, called
+            at the first picture (a fit shorter than FIRST seconds never pays for them);
+            curve(grid, params (p,)) -> y.
         stop: the page's StopRequest; interrupted() -> a signal's name, or None.
         n_rows: the rows fitted (the loss is sum(rss) / n_rows).
         interval: seconds between pictures of the groups.
@@ -70,7 +73,7 @@ class GroupsFeed:
         *,
         names: Sequence[str],
         labels: Sequence[str],
-        samples: Sequence[GroupSample] = (),
+        samples: Sequence[GroupSample] | Callable[[], Sequence[GroupSample]] = (),
         curve: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         stop: StopRequest | None = None,
         interrupted: Callable[[], str | None] = lambda: None,
@@ -80,7 +83,7 @@ class GroupsFeed:
         interval: float = 1.0,
     ) -> None:
         self.log, self.run, self.names, self.labels = log, run, list(names), list(labels)
-        self.samples, self.curve = list(samples), curve
+        self._samples, self.samples, self.curve = samples, None, curve
         self.stop, self.interrupted = stop, interrupted
         self.n_rows, self.interval = max(n_rows, 1), interval
         self.steps = 0
@@ -98,16 +101,17 @@ class GroupsFeed:
                 "n_groups": len(self.labels),
             }
         )
-        if self.samples:
-            log.append(
-                {
-                    "type": "group_data",
-                    "run": run,
-                    "samples": [
-                        {"group": s.label, "x": floats(s.x), "y": floats(s.y)} for s in self.samples
-                    ],
-                }
-            )
+
+    def _sample_groups(self) -> list[GroupSample]:
+        """The sampled groups, made and their points sent (group_data) the first time."""
+        if self.samples is None:
+            given = self._samples
+            self.samples = list(given() if callable(given) else given)
+            if self.samples:
+                points = [{"group": s.label, "x": floats(s.x), "y": floats(s.y)}
+                          for s in self.samples]  # fmt: skip
+                self.log.append({"type": "group_data", "run": self.run, "samples": points})
+        return self.samples
 
     def __call__(self, progress: Any) -> None:
         """Once per fit_many iteration: the stop checks, and a picture when due."""
@@ -135,6 +139,7 @@ class GroupsFeed:
     ) -> None:
         """The groups now: the loss point, the table's rows and the sampled curves
         (`at_bound`: per group, the parameters on a bound, at the end)."""
+        samples = self._sample_groups()
         total = float(torch.nansum(rss))
         self.log.append(
             {"type": "batch", "run": self.run, "x": step, "step": step, "loss": total / self.n_rows}
@@ -163,16 +168,16 @@ class GroupsFeed:
                 "n_groups": len(self.labels),
                 "counts": counts,
                 "rows": rows,
-                "samples": self._curves(params),
+                "samples": self._curves(params, samples),
             }
         )
 
-    def _curves(self, params: torch.Tensor) -> list[dict]:
+    def _curves(self, params: torch.Tensor, samples: list[GroupSample]) -> list[dict]:
         if self.curve is None:
             return []
         out = []
         with torch.no_grad():
-            for s in self.samples:
+            for s in samples:
                 b = params[s.index]
                 if not bool(torch.isfinite(b).all()):
                     continue  # a failed group: its points only
