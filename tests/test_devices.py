@@ -37,6 +37,17 @@ def test_auto_is_the_cpu_here_and_a_missing_gpu_is_a_clear_error():
         resolve_device("tpu")
 
 
+def test_float64_work_passes_mps_over_and_refuses_it_by_name(monkeypatch):
+    import descent.distributed.devices as devices
+
+    monkeypatch.setattr(devices, "mps_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("mps")
+    assert resolve_device("auto", float64=True) == torch.device("cpu")
+    with pytest.raises(ConfigError, match="--device mps: a fit computes in float64"):
+        resolve_device("mps", float64=True)
+
+
 def test_bad_device_and_threads_options_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main([*SMALL, "--device", "gpu0", "--out", str(tmp_path / "a")])
@@ -161,9 +172,11 @@ def _groups_table(path):
 
 def test_fit_by_refuses_mps_before_any_folder_and_runs_on_the_cpu(tmp_path, capsys):
     args = _groups_table(tmp_path / "g.csv")
-    assert main([*args, "--device", "mps", "--out", str(tmp_path / "m")]) == 2
-    assert "float64" in capsys.readouterr().err
-    assert not (tmp_path / "m").exists()
+    for how in ([], ["--by", "g"]):  # a single fit is float64 too
+        argv = [a for a in args if a not in ("--by", "g")] + how
+        assert main([*argv, "--device", "mps", "--out", str(tmp_path / "m")]) == 2
+        assert "float64" in capsys.readouterr().err
+        assert not (tmp_path / "m").exists()
     assert main([*args, "--device", "cpu", "--out", str(tmp_path / "c")]) == 0
     assert "on cpu" in capsys.readouterr().out
 

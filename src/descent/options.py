@@ -118,11 +118,18 @@ def check_valid_pct(value: float) -> None:
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")  # --device (distributed/devices.py)
 
 
-def check_device(text: str) -> str:
-    """--device: auto, cpu, cuda, cuda:N or mps (whether it exists is asked later)."""
+def check_device(text: str, float64: bool = False) -> str:
+    """--device: auto, cpu, cuda, cuda:N or mps (whether it exists is asked later); with
+    `float64` (a curve fit: its steps and statistics are float64) not mps, which has no
+    float64 arithmetic."""
     name = text.strip().lower() if isinstance(text, str) else text
     if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:[0-9]{1,3})?", name):
         raise ConfigError(f"unknown --device {text!r}: choose one of {', '.join(DEVICES)}")
+    if float64 and name == "mps":
+        raise ConfigError(
+            "--device mps: a fit computes in float64, which MPS does not; use --device cpu "
+            "(or cuda)"
+        )
     return name
 
 

@@ -273,7 +273,7 @@ def check_options(cfg: TrainConfig | FitConfig) -> None:
             check_bounds(name, value)
     check_valid_pct(cfg.valid_pct)
     if getattr(cfg, "device", None) is not None:
-        check_device(cfg.device)
+        check_device(cfg.device, float64=isinstance(cfg, FitConfig))
     parse_every(cfg.checkpoint_every)
     check_schedule(cfg.schedule)
     if isinstance(cfg, FitConfig):

@@ -12,7 +12,7 @@ groups.csv's at_bound column names the parameters that end on a bound) and --wat
 (watch/groups.py: the groups' table and a few curves, live); options it cannot
 honour are refused before anything is read (options.check_group_options). The fit
 runs on --device (auto: CUDA when there is one, else the CPU; its float64 steps have no
-MPS kernels, so auto skips MPS and --device mps is refused).
+MPS kernels, so auto skips MPS and --device mps is refused, as for every fit).
 
 Ctrl-C, SIGTERM or the page's Stop end the fit at the next step: groups.csv and
 summary.json are written with the finished groups' results and the others'
@@ -45,7 +45,7 @@ from descent.core.events import CancelFit, StopReason
 from descent.data.table_rows import read_text_column
 from descent.distributed.devices import resolve_device
 from descent.distributed.threads import set_threads
-from descent.errors import ConfigError, DataError
+from descent.errors import DataError
 from descent.fitting.bounds import check_inside, parse_bounds
 from descent.fitting.fixed import parse_fixed
 from descent.fitting.many import ManyFits, fit_many
@@ -147,14 +147,8 @@ def fit_groups_command(
 
 
 def _on_device(data: FitData, name: str) -> FitData:
-    """The columns moved to --device (auto: CUDA, else the CPU)."""
-    if name == "mps":
-        raise ConfigError(
-            "--by fits in float64, which MPS does not compute; use --device cpu (or cuda)"
-        )
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = resolve_device(name)
+    """The columns moved to --device (auto: CUDA, else the CPU: float64 has no MPS)."""
+    device = resolve_device(name, float64=True)
     if device == data.y.device:
         return data
     sigma = None if data.sigma is None else data.sigma.to(device)

@@ -1,7 +1,7 @@
 """--device: auto | cpu | cuda | cuda:N | mps -> the torch.device the run uses.
 
-`auto` takes CUDA, then Apple's MPS, then the CPU. Under torchrun each process on a
-machine takes its own GPU: cuda means cuda:LOCAL_RANK.
+`auto` takes CUDA, then Apple's MPS (not for float64 work: curve fits), then the CPU.
+Under torchrun each process on a machine takes its own GPU: cuda means cuda:LOCAL_RANK.
 """
 
 from __future__ import annotations
@@ -19,17 +19,19 @@ def mps_available() -> bool:
 
 
 def resolve_device(
-    name: str | torch.device = "auto", process: Process | None = None
+    name: str | torch.device = "auto", process: Process | None = None, *, float64: bool = False
 ) -> torch.device:
-    """The device for `name`; a ConfigError when it is not on this machine."""
+    """The device for `name`; a ConfigError when it is not on this machine. `float64`:
+    the work is in float64, which MPS does not compute (auto passes it over, mps is
+    refused)."""
     if isinstance(name, torch.device):
         return name
-    name = check_device(name)
+    name = check_device(name, float64)
     process = process or Process.from_env()
     if name == "auto":
         if torch.cuda.is_available():
             name = "cuda"
-        elif mps_available() and not process.distributed:
+        elif mps_available() and not process.distributed and not float64:
             name = "mps"
         else:
             return torch.device("cpu")

@@ -131,7 +131,9 @@ def fit_curve(
     continues it from a checkpoint. `device` (auto, cpu, cuda, ...): the model and the
     data move there first (None: where they are)."""
     if device is not None:
-        dev = resolve_device(device)
+        dev = resolve_device(
+            device, float64=any(p.dtype == torch.float64 for p in model.parameters())
+        )
         model.to(dev)
         x, y = x.to(dev), y.to(dev)
         valid = None if valid is None else (valid[0].to(dev), valid[1].to(dev))
