@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import io
 import signal
-import threading
 import time
 from dataclasses import dataclass, replace
 
@@ -36,6 +35,7 @@ from descent.commands.config import FitConfig, check_options
 from descent.commands.fit import FitData, load_fit_data
 from descent.commands.runs import (
     Finishing,
+    NotedSignals,
     check_outputs,
     start_run,
     with_absolute_paths,
@@ -155,30 +155,15 @@ def _on_device(data: FitData, name: str) -> FitData:
     return replace(data, x=data.x.to(device), y=data.y.to(device), sigma=sigma)
 
 
-class Interrupts:
+class Interrupts(NotedSignals):
     """SIGINT and SIGTERM while the groups are fitted: noted (`signal`), so that the
     fit stops at its next step; a second Ctrl-C aborts at once (KeyboardInterrupt), as
     the learner's InterruptHandler does."""
 
-    def __init__(self) -> None:
-        self.signal: str | None = None
-        self._old: dict[int, object] = {}
-
-    def __enter__(self) -> Interrupts:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
     def _handle(self, signum: int, frame: object) -> None:
         if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.signal = signal.Signals(signum).name
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old = {}
+        super()._handle(signum, frame)
 
 
 def _fit_groups(cfg, run, job, console, say, watch) -> GroupsCommandResult:

@@ -150,20 +150,17 @@ class PlotsStopped(BaseException):
     that no `except Exception` in a plotting library swallows it)."""
 
 
-class Finishing:
-    """SIGINT and SIGTERM after training, while the run writes its files and plots.
-
-    Installed before the fit (the learner's InterruptHandler takes the signals during
-    the fit and gives them back after it), it notes a signal instead of dying: the
-    model, metrics and summary are then still written, plots are skipped or cut short
-    (`draw`), and `signal` says which one came, for the command's exit status."""
+class NotedSignals:
+    """SIGINT and SIGTERM noted in `signal` ("SIGINT", "SIGTERM") while the `with` block
+    runs, instead of ending the process; the previous handlers come back after it.
+    Installed from the main thread only (Python's rule); `_handle` says what else a
+    signal does."""
 
     def __init__(self) -> None:
         self.signal: str | None = None
-        self._cutting = False
         self._old: dict[int, object] = {}
 
-    def __enter__(self) -> Finishing:
+    def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)
@@ -176,6 +173,22 @@ class Finishing:
 
     def _handle(self, signum: int, frame: object) -> None:
         self.signal = signal.Signals(signum).name
+
+
+class Finishing(NotedSignals):
+    """SIGINT and SIGTERM after training, while the run writes its files and plots.
+
+    Installed before the fit (the learner's InterruptHandler takes the signals during
+    the fit and gives them back after it), it notes a signal instead of dying: the
+    model, metrics and summary are then still written, plots are skipped or cut short
+    (`draw`), and `signal` says which one came, for the command's exit status."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cutting = False
+
+    def _handle(self, signum: int, frame: object) -> None:
+        super()._handle(signum, frame)
         if self._cutting:
             raise PlotsStopped
 
