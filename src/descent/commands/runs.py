@@ -69,8 +69,7 @@ def check_not_input(path: str, option: str, data: str | None) -> None:
     """Refuse an output that is the run's own data file (or lies in its data folder)."""
     if data is None:
         return
-    target, source = Path(path).expanduser().resolve(), Path(data).expanduser().resolve()
-    if target == source or source in target.parents:
+    if _at_or_inside(Path(path).expanduser().resolve(), Path(data).expanduser().resolve()):
         raise ConfigError(
             f"{option} {path}: that is the run's data ({data}); writing there would replace "
             "it: give another file name"
@@ -83,12 +82,15 @@ def check_outside_run(path: str, option: str, out: str | None) -> None:
     same name would be overwritten, and a new run into a non-empty folder is refused)."""
     if out is None:
         return
-    target, folder = Path(path).expanduser().absolute(), Path(out).expanduser().absolute()
-    if target == folder or folder in target.parents:
+    if _at_or_inside(Path(path).expanduser().absolute(), Path(out).expanduser().absolute()):
         raise ConfigError(
             f"{option} {path}: inside the run folder {out}, which holds only the run's own "
             "files; give a path outside it"
         )
+
+
+def _at_or_inside(target: Path, place: Path) -> bool:
+    return target == place or place in target.parents
 
 
 def with_absolute_paths(cfg: Config) -> Config:

@@ -321,14 +321,15 @@ def _gradients(model: torch.nn.Module, loss_func: Callable, run, extra: dict):
     (PixelClassifier) and the loss a closed form (bce, mnist, cross-entropy; one (K*k, n)
     @ (n, 784) product instead of autograd's graph), else one backward of the summed
     losses (no copy's loss depends on another's parameters)."""
-    by_hand = STACKED_GRADS.get(loss_func)
-    if by_hand is None or extra or "backward_stacked" not in type(model).__dict__:
-        by_hand = None
 
     def autograd(params, xb, yb):
         _, losses = run(params, xb, yb)
         losses.sum().backward()
         return losses.detach()
+
+    by_hand = STACKED_GRADS.get(loss_func)
+    if by_hand is None or extra or "backward_stacked" not in type(model).__dict__:
+        return autograd
 
     @torch.no_grad()
     def fused(params, xb, yb):
@@ -342,7 +343,7 @@ def _gradients(model: torch.nn.Module, loss_func: Callable, run, extra: dict):
             params[name].grad = grad
         return losses
 
-    return autograd if by_hand is None else fused
+    return fused
 
 
 @torch.no_grad()
